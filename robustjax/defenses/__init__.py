@@ -1,0 +1,9 @@
+"""Image-compression defenses: ``d(x, key=None)`` on float ``(N, H, W, C)`` images in [0, 1].
+
+Build one from a spec string with :func:`get` (``none``, ``jpeg:25``, ``seq:7:jpeg:25``, ``a+b``).
+"""
+
+from robustjax.defenses.registry import Defense, compose, get, register, valid_forms
+from robustjax.defenses.sequential import sequential
+
+__all__ = ["Defense", "compose", "get", "register", "sequential", "valid_forms"]
