@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax.checks import check_images, is_concrete
+from robustjax.defenses import jpeg_islow
 from robustjax.defenses import rounding as rounding_lib
 from robustjax.defenses.registry import Defense, register
 
@@ -195,24 +196,34 @@ def _ycc_to_rgb_libjpeg(y: jax.Array, c: jax.Array) -> jax.Array:
     return jnp.transpose(planes, (0, 2, 3, 1))
 
 
-def _jpeg_libjpeg(x, q, quantise, chroma):
+def _jpeg_libjpeg(x, q, rounding, chroma):
     n, h, w, channels = x.shape
     mcu = 16 if (chroma == "420" and channels == 3) else 8
     hp, wp = -(-h // mcu) * mcu, -(-w // mcu) * mcu
     samples = _store8(x * 255.0)
     samples = jnp.pad(samples, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)), mode="edge")
     luma_t, chroma_t = _tables_libjpeg(q)
-    round_q = lambda v: quantise(v, rounding_lib.round_half_away)  # noqa: E731
-    decode8 = lambda v: jnp.clip(_store8(v), 0.0, 255.0)  # noqa: E731  islow IDCT output: round, range-limit
+    quantise = rounding_lib.get(rounding)
+
+    def code(plane, table):
+        """8-bit planes -> decoded 8-bit planes. The forward value of exact/ste is libjpeg's integer
+        islow pipeline; ste's gradient is the float DCT's with the quantiser passed straight through;
+        cubic's value and gradient are the float DCT with the cubic quantiser."""
+        if rounding == "exact":
+            return jpeg_islow.codec(plane, table)
+        decoded = jnp.clip(_store8(_blockwise_codec(plane, table, lambda v: quantise(v, rounding_lib.round_half_away))), 0.0, 255.0)
+        if rounding == "ste":
+            decoded = decoded + jax.lax.stop_gradient(jpeg_islow.codec(plane, table) - decoded)
+        return decoded
+
     if channels == 1:
-        gray = decode8(_blockwise_codec(samples[..., 0][:, None], luma_t, round_q))
-        return gray[:, 0, :h, :w, None] / 255.0
+        return code(samples[..., 0][:, None], luma_t)[:, 0, :h, :w, None] / 255.0
     ycc = _stage(_rgb_to_ycc_libjpeg(samples))
-    y = _stage(decode8(_blockwise_codec(ycc[:, :1], luma_t, round_q))[:, :, :h, :w])
+    y = _stage(code(ycc[:, :1], luma_t)[:, :, :h, :w])
     if chroma == "444":
-        c = _stage(decode8(_blockwise_codec(ycc[:, 1:], chroma_t, round_q))[:, :, :h, :w])
+        c = _stage(code(ycc[:, 1:], chroma_t)[:, :, :h, :w])
     else:
-        c = _stage(decode8(_blockwise_codec(_stage(_downsample_libjpeg(ycc[:, 1:])), chroma_t, round_q)))
+        c = _stage(code(_stage(_downsample_libjpeg(ycc[:, 1:])), chroma_t))
         c = _stage(_upsample_libjpeg(c[:, :, : -(-h // 2), : -(-w // 2)], h, w))
     return _ycc_to_rgb_libjpeg(y, c) / 255.0
 
@@ -309,11 +320,14 @@ def jpeg(x: jax.Array, quality, *, rounding: str = "cubic", chroma: str = "420",
         raise ValueError(f"unknown JPEG mode {mode!r}; valid: {', '.join(MODES)}")
     if chroma not in CHROMAS:
         raise ValueError(f"unknown chroma subsampling {chroma!r}; valid: {', '.join(CHROMAS)}")
-    quantise = rounding_lib.get(rounding)
+    rounding_lib.get(rounding)
     q = _check_quality(quality, x.shape[0])
-    codec = _jpeg_libjpeg if mode == "libjpeg" else _jpeg_kornia
     compute = jnp.promote_types(x.dtype, jnp.float32)  # float16/bfloat16 are too coarse for 0..255 DCTs
-    return codec(x.astype(compute), q.astype(compute), quantise, chroma).astype(x.dtype)
+    if mode == "libjpeg":
+        out = _jpeg_libjpeg(x.astype(compute), q.astype(compute), rounding, chroma)
+    else:
+        out = _jpeg_kornia(x.astype(compute), q.astype(compute), rounding_lib.get(rounding), chroma)
+    return out.astype(x.dtype)
 
 
 @register("jpeg", usage="jpeg:Q[:rounding=cubic|ste|exact][:chroma=420|444][:mode=libjpeg|kornia]")
