@@ -81,9 +81,9 @@ def main():
 def _torch_cifar_resnet20():
     """The PyTorch reference network of tests/test_models.py (same layout as the published file)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-    from test_models import _TorchCifarResNet
+    from torch_refs import TorchCifarResNet
 
-    return _TorchCifarResNet(20)
+    return TorchCifarResNet(20)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ space with Adam (optax), the best (smallest-L2) misclassifying image kept per in
 stop every ``steps // 10`` steps once the batch's total cost stops decreasing (done here with a
 mask inside the compiled loop, not a host round trip).
 
-One deliberate difference: the margin is the true ``z_y - max_{j != y} z_j``; torchattacks takes
-both maxima over logits with the other entries zeroed, which differs when logits are negative.
+``margin="torchattacks"`` (default, for comparability with seed 000) reproduces torchattacks'
+margin, which takes both maxima over logits with the other entries zeroed:
+``max(z_y, 0) - max(max_{j != y} z_j, 0)``; it differs from Carlini & Wagner's margin when logits
+are negative. ``margin="logit"`` uses the paper's ``z_y - max_{j != y} z_j``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,18 @@ import optax
 from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loop
 
 
-def margin(logits: jax.Array, y: jax.Array, kappa) -> jax.Array:
-    """``max(z_y - max_{j != y} z_j, -kappa)`` per image."""
-    true = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
-    other = jnp.max(jnp.where(jax.nn.one_hot(y, logits.shape[1], dtype=bool), -jnp.inf, logits), axis=1)
+MARGINS = ("torchattacks", "logit")
+
+
+def margin(logits: jax.Array, y: jax.Array, kappa, kind: str = "torchattacks") -> jax.Array:
+    """``max(z_y - max_{j != y} z_j, -kappa)`` per image (``kind`` as in the module docstring)."""
+    is_y = jax.nn.one_hot(y, logits.shape[1], dtype=bool)
+    if kind == "torchattacks":
+        true = jnp.max(jnp.where(is_y, logits, 0.0), axis=1)
+        other = jnp.max(jnp.where(is_y, 0.0, logits), axis=1)
+    else:
+        true = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
+        other = jnp.max(jnp.where(is_y, -jnp.inf, logits), axis=1)
     return jnp.maximum(true - other, -kappa)
 
 
@@ -31,12 +41,15 @@ class CW:
     kappa: float = 0.0
     steps: int = 50
     lr: float = 0.01
+    margin: str = "torchattacks"
     unroll: bool | None = False  # 50 Adam steps: rolled keeps compile time reasonable
 
     def __call__(self, f, x, y, key=None):
         check_inputs(f, x, y)
         check_steps(self.steps)
         check_nonnegative(c=self.c, kappa=self.kappa, lr=self.lr)
+        if self.margin not in MARGINS:
+            raise ValueError(f"unknown CW margin {self.margin!r}; valid: {', '.join(MARGINS)}")
         opt = optax.adam(self.lr)
         w0 = jnp.arctanh(jnp.clip(x * 2 - 1, -1.0, 1.0))
         every = max(self.steps // 10, 1)
@@ -45,7 +58,7 @@ class CW:
             adv = (jnp.tanh(w) + 1) / 2
             l2 = jnp.sum(jnp.square(adv - x).reshape(x.shape[0], -1), axis=1)
             logits = f(adv)
-            return jnp.sum(l2) + self.c * jnp.sum(margin(logits, y, self.kappa)), (adv, l2, logits)
+            return jnp.sum(l2) + self.c * jnp.sum(margin(logits, y, self.kappa, self.margin)), (adv, l2, logits)
 
         def step(i, state):
             w, opt_state, best_adv, best_l2, prev_cost, stopped = state

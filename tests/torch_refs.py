@@ -1,0 +1,57 @@
+"""PyTorch reference networks written for the tests (from the papers, not copied code)."""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from robustjax.models import cifar_resnet
+
+
+class TorchBlock(nn.Module):
+    """Reference option-A basic block (He et al. 2016), written from the paper for the test."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.pad = stride, (cout - cin) // 2
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        sc = x
+        if self.stride != 1 or self.pad:
+            sc = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return F.relu(out + sc)
+
+
+class TorchCifarResNet(nn.Module):
+    def __init__(self, depth):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1, self.bn1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)
+        cin, stages = 16, []
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(TorchBlock(cin, cout, stride if i == 0 else 1))
+                cin = cout
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x):
+        mean = torch.tensor(cifar_resnet.MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(cifar_resnet.STD, dtype=x.dtype).view(1, 3, 1, 1)
+        x = F.relu(self.bn1(self.conv1((x - mean) / std)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.linear(x.mean(dim=(2, 3)))
+
+
+def load_cifar_resnet(path, depth):
+    """The reference network with the published weights of ``path``, in eval mode."""
+    model = TorchCifarResNet(depth)
+    sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k[len("module."):]: v for k, v in sd.items()})
+    return model.eval()
