@@ -104,25 +104,26 @@ def _fingerprint(ids) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def build_program(f, defense, get_attack, cell: Cell, n_attacked: int, eot_samples: int):
-    """``program(x, y, mask, key, eps) -> (clean_correct, adv_correct[E])`` for one cell.
+def build_program(f, defense, get_attack, cell: Cell, n_attacked: int, eot_samples: int, clean: bool = True):
+    """``program(x, y, mask, key, index, eps) -> (clean_correct, adv_correct[E])`` for one cell.
 
     ``x`` (B,S,S,3) in [0,1], ``y`` (B,) int, ``mask`` (B,) bool (False on padding rows), ``eps``
-    (E,) the non-zero budgets, traced and vmapped: one compilation serves the whole eps grid.
-    Accuracy is always that of the defended model ``f(d(x_adv))``.
+    (E,) the non-zero budgets, traced and vmapped; ``index`` the batch number (folded into ``key``): one compilation serves the whole eps grid.
+    Accuracy is always that of the defended model ``f(d(x_adv))``; the clean forward pass is
+    skipped (count 0) when ``clean`` is False (no eps = 0 in the grid).
     """
     hp = dict(cell.hparams)
 
-    def program(x, y, mask, key, eps):
-        dkey, akey = jax.random.split(key)
+    def program(x, y, mask, key, index, eps):
+        dkey, akey = jax.random.split(jax.random.fold_in(key, index))
 
         def correct(xs):
             pred = jnp.argmax(f(defense(xs, dkey)), axis=-1)
             return jnp.sum((pred == y) & mask, dtype=jnp.int32)
 
-        clean = correct(x)
+        clean_count = correct(x) if clean else jnp.zeros((), jnp.int32)
         if n_attacked == 0:
-            return clean, jnp.zeros((0,), jnp.int32)
+            return clean_count, jnp.zeros((0,), jnp.int32)
         view = attacker_view(cell.threat, f, defense, dkey, eot_samples)
 
         def one(e):
@@ -130,7 +131,7 @@ def build_program(f, defense, get_attack, cell: Cell, n_attacked: int, eot_sampl
             x_adv = attack(view, x, y, key=akey) if accepts_key(attack) else attack(view, x, y)
             return correct(x_adv)
 
-        return clean, jax.vmap(one)(eps)
+        return clean_count, jax.vmap(one)(eps)
 
     return program
 
@@ -217,30 +218,31 @@ class Runner:
         eps_all = np.asarray(cfg.eps, np.float32)
         attacked = eps_all[eps_all > 0]
         defense = self.comp.get_defense(cell.defense)
-        program = build_program(f, defense, self.comp.get_attack, cell, len(attacked), int(cfg.eot_samples))
+        program = build_program(f, defense, self.comp.get_attack, cell, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()))
         rep, dat = mesh.replicated, mesh.data
-        jitted = jax.jit(program, in_shardings=(dat, dat, dat, rep, rep), out_shardings=(rep, rep))
+        jitted = jax.jit(program, in_shardings=(dat, dat, dat, rep, rep, rep), out_shardings=(rep, rep))
         S = resize.size
         spec = (
             jax.ShapeDtypeStruct((batch, S, S, 3), jnp.float32, sharding=dat),
             jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
             jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=dat),
             jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep),
+            jax.ShapeDtypeStruct((), jnp.int32, sharding=rep),
             jax.ShapeDtypeStruct(attacked.shape, jnp.float32, sharding=rep),
         )
         t0 = time.perf_counter()
         compiled = jitted.lower(*spec).compile()
         compile_s = time.perf_counter() - t0
         eps_dev = jax.device_put(attacked, rep)
-        base = jax.random.PRNGKey(int(cfg.seed))
+        base = jax.device_put(jax.random.PRNGKey(int(cfg.seed)), rep)
         clean_total, adv_total = 0, np.zeros(len(attacked), np.int64)
         bar = _bar(len(ds), cell.label) if self.progress else None
         pending = None
         t0 = time.perf_counter()
         try:
             for b in rdata.batches(ds, batch, resize, process_index=mesh.process_index, process_count=mesh.process_count):
-                key = jax.device_put(jax.random.fold_in(base, b.index), rep)
-                out = compiled(mesh.put(b.x, batch), mesh.put(b.y, batch), mesh.put(b.mask, batch), key, eps_dev)
+                index = jax.device_put(np.int32(b.index), rep)
+                out = compiled(mesh.put(b.x, batch), mesh.put(b.y, batch), mesh.put(b.mask, batch), base, index, eps_dev)
                 if pending is not None:  # read the previous batch while this one runs
                     clean_total, adv_total = _collect(pending, clean_total, adv_total, bar)
                 pending = (out, b.count)
