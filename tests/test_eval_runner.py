@@ -27,11 +27,24 @@ def accuracies(records):
     return {(r["settings"]["defense"], r["settings"]["attack"], r["settings"]["threat"]): r["correct"] for r in records}
 
 
-def test_plan_runs_defense_none_once():
+def test_plan_shares_oblivious_attacks_and_runs_none_once():
     c = cfg(Path("/tmp"))
-    cells = plan(c)
-    assert len(cells) == 2 * (1 + 3)
+    jobs = plan(c)
+    cells = [cell for j in jobs for cell in j.cells()]
+    assert len(cells) == 2 * (1 + 3) and len(set(cells)) == len(cells)
     assert [x.threat for x in cells if x.defense == "none"] == ["oblivious", "oblivious"]
+    # one oblivious job per attack scores both defenses; through/bpda get a job per defense
+    assert [(j.attack, j.threat, j.defenses) for j in jobs[:3]] == [
+        ("fgsm", "oblivious", ("none", "quant:8")), ("fgsm", "through", ("quant:8",)), ("fgsm", "bpda", ("quant:8",))]
+    c.threats = ["through"]
+    assert [(j.threat, j.defenses) for j in plan(c)[:2]] == [("oblivious", ("none",)), ("through", ("quant:8",))]
+
+
+def test_shared_oblivious_job_equals_separate_runs(tmp_path):
+    both = Runner(cfg(tmp_path, attacks=["pgd"], threats=["oblivious"], out=str(tmp_path / "a")), components(), progress=False).run()
+    alone = Runner(cfg(tmp_path, attacks=["pgd"], threats=["oblivious"], defenses=["quant:8"], out=str(tmp_path / "b")), components(), progress=False).run()
+    assert both[1]["settings"] == alone[0]["settings"] and both[1]["correct"] == alone[0]["correct"]
+    assert both[0]["timing"]["defenses_in_program"] == 2
 
 
 def test_padding_and_batch_size_do_not_change_accuracy_and_threats_behave(tmp_path):
@@ -58,7 +71,7 @@ def test_rerun_skips_finished_cells(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(Runner, "_run_cell", boom)
+    monkeypatch.setattr(Runner, "_run_job", boom)
     again = Runner(c, components(), progress=False).run()
     assert [r["key"] for r in again] == [r["key"] for r in first]
     # a new eps grid is a new cell

@@ -31,6 +31,8 @@ from robustjax.eval.threats import attacker_view
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
+    """One result record: (model, defense, attack, threat) over the eps grid."""
+
     model: str
     defense: str
     attack: str
@@ -43,18 +45,49 @@ class Cell:
         return f"{self.model} | {self.defense} | {self.attack}{hp} | {self.threat}"
 
 
-def plan(cfg) -> list[Cell]:
-    """Every cell of the grid, models outermost. Defense ``none`` runs once, as ``oblivious``
-    (with no defense all threat models attack the same function)."""
-    cells = []
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One compiled program: an attack run once, scored under one or more defenses.
+
+    An oblivious attack never sees the defense, so its adversarial examples are the same for every
+    defense: one job makes them once and scores them under all defenses (one cell each). Through,
+    bpda and eot attacks differentiate a defense: one job per defense.
+    """
+
+    model: str
+    attack: str
+    hparams: tuple
+    threat: str
+    defenses: tuple
+
+    def cells(self) -> list[Cell]:
+        return [Cell(self.model, d, self.attack, self.hparams, self.threat) for d in self.defenses]
+
+    @property
+    def label(self) -> str:
+        hp = "".join(f":{k}={v}" for k, v in self.hparams)
+        return f"{self.model} | {', '.join(self.defenses)} | {self.attack}{hp} | {self.threat}"
+
+
+def plan(cfg) -> list[Job]:
+    """The grid's jobs, models then attacks outermost. Defense ``none`` is only scored under
+    ``oblivious`` (with no defense every threat model attacks the same function)."""
+    jobs = []
     for m in cfg.models:
-        for d in cfg.defenses:
-            for a in cfg.attacks:
-                name, hp = C.attack_entry(a)
-                threats = ["oblivious"] if d.strip() == "none" else list(cfg.threats)
-                for t in threats:
-                    cells.append(Cell(m, d, name, tuple(sorted(hp.items())), t))
-    return list(dict.fromkeys(cells))
+        for a in cfg.attacks:
+            name, hp = C.attack_entry(a)
+            hp = tuple(sorted(hp.items()))
+            defs = list(dict.fromkeys(d.strip() for d in cfg.defenses))
+            oblivious = [d for d in defs if d == "none" or "oblivious" in cfg.threats]
+            if oblivious:
+                jobs.append(Job(m, name, hp, "oblivious", tuple(oblivious)))
+            for d in defs:
+                if d == "none":
+                    continue
+                for t in cfg.threats:
+                    if t != "oblivious":
+                        jobs.append(Job(m, name, hp, t, (d,)))
+    return jobs
 
 
 def validate(cfg, comp: Components) -> None:
@@ -104,30 +137,35 @@ def _fingerprint(ids) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def build_program(f, defense, get_attack, cell: Cell, n_attacked: int, eot_samples: int, clean: bool = True):
-    """``program(x, y, mask, key, index, eps) -> (clean_correct, adv_correct[E])`` for one cell.
+def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_samples: int, clean: bool = True):
+    """``program(x, y, mask, key, index, eps) -> (clean_correct[D], adv_correct[E, D])`` for one job.
 
     ``x`` (B,S,S,3) in [0,1], ``y`` (B,) int, ``mask`` (B,) bool (False on padding rows), ``eps``
-    (E,) the non-zero budgets, traced and vmapped; ``index`` the batch number (folded into ``key``): one compilation serves the whole eps grid.
-    Accuracy is always that of the defended model ``f(d(x_adv))``; the clean forward pass is
-    skipped (count 0) when ``clean`` is False (no eps = 0 in the grid).
+    (E,) the non-zero budgets, traced and vmapped: one compilation serves the whole eps grid;
+    ``index`` the batch number (folded into ``key``). ``defenses``: the D defenses the adversarial
+    examples are scored under, always as the defended model ``f(d(x_adv))``. The clean pass is
+    skipped (counts 0) when ``clean`` is False (no eps = 0 in the grid).
     """
-    hp = dict(cell.hparams)
+    hp = dict(job.hparams)
+    D = len(defenses)
 
     def program(x, y, mask, key, index, eps):
         dkey, akey = jax.random.split(jax.random.fold_in(key, index))
 
         def correct(xs):
-            pred = jnp.argmax(f(defense(xs, dkey)), axis=-1)
-            return jnp.sum((pred == y) & mask, dtype=jnp.int32)
+            counts = []
+            for d in defenses:
+                pred = jnp.argmax(f(d(xs, dkey)), axis=-1)
+                counts.append(jnp.sum((pred == y) & mask, dtype=jnp.int32))
+            return jnp.stack(counts)
 
-        clean_count = correct(x) if clean else jnp.zeros((), jnp.int32)
+        clean_count = correct(x) if clean else jnp.zeros((D,), jnp.int32)
         if n_attacked == 0:
-            return clean_count, jnp.zeros((0,), jnp.int32)
-        view = attacker_view(cell.threat, f, defense, dkey, eot_samples)
+            return clean_count, jnp.zeros((0, D), jnp.int32)
+        view = attacker_view(job.threat, f, defenses[0], dkey, eot_samples)
 
         def one(e):
-            attack = get_attack(cell.attack, eps=e, **hp)
+            attack = get_attack(job.attack, eps=e, **hp)
             x_adv = attack(view, x, y, key=akey) if accepts_key(attack) else attack(view, x, y)
             return correct(x_adv)
 
@@ -149,34 +187,39 @@ class Runner:
         """Run every unfinished cell; returns this experiment's records (old and new)."""
         cfg = self.cfg
         validate(cfg, self.comp)
-        cells = plan(cfg)
+        jobs = plan(cfg)
         prov = provenance()
         batch = self.mesh.global_batch(int(cfg.batch_size))
         if batch != cfg.batch_size:
             self.log(f"batch size {cfg.batch_size} -> {batch} (a multiple of the {self.mesh.size} devices)")
         done = self.store.done()
-        keys, records = [], []
+        keys = []
         models = {}
-        for i, cell in enumerate(cells, 1):
-            if cell.model not in models:
-                models[cell.model] = self._prepare_model(cell.model)
-            f, info, ds, resize = models[cell.model]
-            settings = self._settings(cell, ds)
-            key = cell_key(settings)
-            keys.append(key)
-            if key in done:
-                self.log(f"[{i}/{len(cells)}] {cell.label}: done, skipped")
+        for i, job in enumerate(jobs, 1):
+            if job.model not in models:
+                models[job.model] = self._prepare_model(job.model)
+            f, info, ds, resize = models[job.model]
+            todo = []
+            for cell in job.cells():
+                settings = self._settings(cell, ds)
+                key = cell_key(settings)
+                keys.append(key)
+                if key in done:
+                    self.log(f"[{i}/{len(jobs)}] {cell.label}: done, skipped")
+                else:
+                    todo.append((cell, key, settings))
+            if not todo:
                 continue
-            self.log(f"[{i}/{len(cells)}] {cell.label}: {len(ds)} images x {len(cfg.eps)} eps")
-            rec = self._run_cell(cell, f, ds, resize, batch)
-            rec.update(key=key, settings=settings, experiment=cfg.name, **prov)
-            if self.mesh.process_index == 0:
-                self.store.append(rec)
-            acc = ", ".join(f"{e * 255:g}/255: {a:.3f}" for e, a in zip(rec["eps"], rec["accuracy"]))
-            self.log(f"    accuracy {acc}  ({rec['timing']['per_image_s']:.3f} s/image, compile {rec['timing']['compile_s']:.1f} s)")
+            part = dataclasses.replace(job, defenses=tuple(c.defense for c, _, _ in todo))
+            self.log(f"[{i}/{len(jobs)}] {part.label}: {len(ds)} images x {len(cfg.eps)} eps")
+            for (cell, key, settings), rec in zip(todo, self._run_job(part, f, ds, resize, batch)):
+                rec.update(key=key, settings=settings, experiment=cfg.name, **prov)
+                if self.mesh.process_index == 0:
+                    self.store.append(rec)
+                acc = ", ".join(f"{e * 255:g}/255: {a:.3f}" for e, a in zip(rec["eps"], rec["accuracy"]))
+                self.log(f"    {cell.defense}: accuracy {acc}  ({rec['timing']['per_image_s']:.3f} s/image, compile {rec['timing']['compile_s']:.1f} s)")
         stored = {r["key"]: r for r in self.store.records()}
-        records = [stored[k] for k in keys if k in stored]
-        return records
+        return [stored[k] for k in keys if k in stored]
 
     def _prepare_model(self, name):
         cfg = self.cfg
@@ -213,12 +256,13 @@ class Runner:
             s["eot_samples"] = int(cfg.eot_samples)
         return s
 
-    def _run_cell(self, cell: Cell, f, ds, resize, batch: int) -> dict:
+    def _run_job(self, job: Job, f, ds, resize, batch: int) -> list[dict]:
+        """Run one job over the dataset; one record (without key/settings) per defense."""
         cfg, mesh = self.cfg, self.mesh
         eps_all = np.asarray(cfg.eps, np.float32)
         attacked = eps_all[eps_all > 0]
-        defense = self.comp.get_defense(cell.defense)
-        program = build_program(f, defense, self.comp.get_attack, cell, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()))
+        defenses = [self.comp.get_defense(d) for d in job.defenses]
+        program = build_program(f, defenses, self.comp.get_attack, job, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()))
         rep, dat = mesh.replicated, mesh.data
         jitted = jax.jit(program, in_shardings=(dat, dat, dat, rep, rep, rep), out_shardings=(rep, rep))
         S = resize.size
@@ -235,8 +279,9 @@ class Runner:
         compile_s = time.perf_counter() - t0
         eps_dev = jax.device_put(attacked, rep)
         base = jax.device_put(jax.random.PRNGKey(int(cfg.seed)), rep)
-        clean_total, adv_total = 0, np.zeros(len(attacked), np.int64)
-        bar = _bar(len(ds), cell.label) if self.progress else None
+        D = len(defenses)
+        clean_total, adv_total = np.zeros(D, np.int64), np.zeros((len(attacked), D), np.int64)
+        bar = _bar(len(ds), job.label) if self.progress else None
         pending = None
         t0 = time.perf_counter()
         try:
@@ -253,31 +298,34 @@ class Runner:
                 bar.close()
         run_s = time.perf_counter() - t0
         n = len(ds)
-        correct = [int(clean_total) if e == 0 else 0 for e in eps_all]
-        it = iter(adv_total.tolist())
-        correct = [c if e == 0 else int(next(it)) for c, e in zip(correct, eps_all)]
-        return {
-            "n_images": n,
-            "eps": [float(e) for e in cfg.eps],
-            "eps_255": [round(float(e) * 255, 3) for e in cfg.eps],
-            "correct": correct,
-            "accuracy": [c / n for c in correct],
-            "timing": {
-                "compile_s": round(compile_s, 3),
-                "run_s": round(run_s, 3),
-                "per_image_s": run_s / n,
-                "per_image_per_eps_s": run_s / n / max(1, len(attacked)),
-            },
-            "batch_size": batch,
-            **mesh.describe(),
-            "host": platform.node(),
-            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
+        records = []
+        for k in range(D):
+            it = iter(adv_total[:, k].tolist())
+            correct = [int(clean_total[k]) if e == 0 else int(next(it)) for e in eps_all]
+            records.append({
+                "n_images": n,
+                "eps": [float(e) for e in cfg.eps],
+                "eps_255": [round(float(e) * 255, 3) for e in cfg.eps],
+                "correct": correct,
+                "accuracy": [c / n for c in correct],
+                "timing": {
+                    "compile_s": round(compile_s, 3),
+                    "run_s": round(run_s, 3),
+                    "per_image_s": run_s / n,
+                    "per_image_per_eps_s": run_s / n / max(1, len(attacked)),
+                    "defenses_in_program": D,
+                },
+                "batch_size": batch,
+                **mesh.describe(),
+                "host": platform.node(),
+                "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            })
+        return records
 
 
 def _collect(pending, clean_total, adv_total, bar):
     (clean, adv), count = pending
-    clean_total += int(clean)
+    clean_total = clean_total + np.asarray(clean, np.int64)
     adv_total = adv_total + np.asarray(adv, np.int64)
     if bar is not None:
         bar.update(count)
