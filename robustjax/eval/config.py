@@ -140,6 +140,9 @@ def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
     """The config file (or the quick-start) with the command line's overrides applied."""
     cfg = load_file(args.config) if args.config else quickstart()
     cfg = ml_collections.ConfigDict(copy.deepcopy(cfg.to_dict()))
+    overridden = any(getattr(args, k, None) is not None for k in ("dataset", "data_dir", "model", "weights", "head", "defense", "attack", "eps", "threat", "n", "seed"))
+    if not args.config and overridden:
+        cfg.name = "custom"
     if args.dataset is not None:
         cfg.dataset = args.dataset
     if args.data_dir is not None:

@@ -228,11 +228,13 @@ def render(out: str | Path, plots: bool = True) -> str:
         plot_dir.mkdir(exist_ok=True)
     by_ds = defaultdict(list)
     for r in records:
-        by_ds[r["settings"]["dataset"]].append(r)
-    for ds, recs in by_ds.items():
+        by_ds[(r.get("experiment") or "", r["settings"]["dataset"])].append(r)
+    for (exp, ds), recs in by_ds.items():
         n = sorted({r["n_images"] for r in recs})
         pis = sorted(r["timing"]["per_image_s"] for r in recs)
-        md += [f"## {ds} ({', '.join(map(str, n))} images)", "",
+        title = f"{exp}: {ds}" if exp else ds
+        ds = _slug(exp, ds) if exp else ds
+        md += [f"## {title} ({', '.join(map(str, n))} images)", "",
                "Accuracy of the defended model f(d(x_adv)); columns are L-inf budgets (0 = clean). "
                "Threat models: oblivious = attack the bare classifier (seed 000's Through=False), "
                "through = differentiate the defense (Through=True), bpda = defense forward, identity backward.", ""]
