@@ -138,3 +138,11 @@ def test_report_tables_and_sequential_layout(tmp_path):
     assert "| ifgsm | m | jpeg:25 | through | 0.990 | 0.290 |" in md
     assert (tmp_path / "plots" / "seq_d_m_ifgsm_jpeg_25.png").stat().st_size > 1000
     assert (tmp_path / "results_long.csv").read_text().count("\n") == 13
+
+
+def test_eot_threat(tmp_path):
+    recs = Runner(cfg(tmp_path, defenses=["quant:8", "noise:64"], attacks=["ifgsm"], threats=["through", "eot"]), components(), progress=False).run()
+    acc = accuracies(recs)
+    assert acc[("quant:8", "ifgsm", "eot")] == acc[("quant:8", "ifgsm", "through")]  # deterministic: eot = through
+    assert recs[-1]["settings"]["eot_samples"] == 8
+    assert acc[("noise:64", "ifgsm", "eot")][2] < acc[("noise:64", "ifgsm", "eot")][0]  # averaging the noise, the attack works
