@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax.checks import check_images, is_concrete
+from robustjax.defenses import jpeg_islow
 from robustjax.defenses import rounding as rounding_lib
 from robustjax.defenses.registry import Defense, register
 
@@ -68,6 +69,13 @@ DCT = _dct_matrix()
 def _fix(c: float) -> float:
     """libjpeg's 16-bit fixed-point constant FIX(c), as a float."""
     return int(c * 65536 + 0.5) / 65536
+
+
+def _stage(x: jax.Array) -> jax.Array:
+    """Materialise a stage's output. Without this barrier XLA:CPU fuses each resampling stage into
+    every shifted read of the next one and recomputes it there (measured: chroma down+up sampling
+    2.4x slower fused than staged, forward+backward)."""
+    return jax.lax.optimization_barrier(x)
 
 
 # --------------------------------------------------------------------------- quantisation tables
@@ -176,35 +184,48 @@ def _upsample_libjpeg(c: jax.Array, out_h: int, out_w: int) -> jax.Array:
     return out[:, :, :out_h, :out_w]
 
 
-def _ycc_to_rgb_libjpeg(ycc: jax.Array) -> jax.Array:
-    """jdcolor.c ycc_rgb_convert: planes ``(N, 3, H, W)`` 0..255 -> ``(N, H, W, 3)`` 0..255."""
-    y, cb, cr = ycc[:, 0], ycc[:, 1] - 128.0, ycc[:, 2] - 128.0
+def _ycc_to_rgb_libjpeg(y: jax.Array, c: jax.Array) -> jax.Array:
+    """jdcolor.c ycc_rgb_convert: luma ``(N, 1, H, W)`` and chroma ``(N, 2, H, W)`` planes, 0..255
+    -> ``(N, H, W, 3)`` 0..255. Computed plane by plane and transposed once at the end (stacking
+    on the minor axis of size 3 is slow on XLA:CPU)."""
+    y, cb, cr = y[:, 0], c[:, 0] - 128.0, c[:, 1] - 128.0
     r = y + _store8(_fix(1.402) * cr)
     g = y + _store8(-_fix(0.34414) * cb - _fix(0.71414) * cr)
     b = y + _store8(_fix(1.772) * cb)
-    return jnp.clip(jnp.stack([r, g, b], axis=-1), 0.0, 255.0)
+    planes = _stage(jnp.clip(jnp.stack([r, g, b], axis=1), 0.0, 255.0))
+    return jnp.transpose(planes, (0, 2, 3, 1))
 
 
-def _jpeg_libjpeg(x, q, quantise, chroma):
+def _jpeg_libjpeg(x, q, rounding, chroma):
     n, h, w, channels = x.shape
     mcu = 16 if (chroma == "420" and channels == 3) else 8
     hp, wp = -(-h // mcu) * mcu, -(-w // mcu) * mcu
     samples = _store8(x * 255.0)
     samples = jnp.pad(samples, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)), mode="edge")
     luma_t, chroma_t = _tables_libjpeg(q)
-    round_q = lambda v: quantise(v, rounding_lib.round_half_away)  # noqa: E731
-    decode8 = lambda v: jnp.clip(_store8(v), 0.0, 255.0)  # noqa: E731  islow IDCT output: round, range-limit
+    quantise = rounding_lib.get(rounding)
+
+    def code(plane, table):
+        """8-bit planes -> decoded 8-bit planes. The forward value of exact/ste is libjpeg's integer
+        islow pipeline; ste's gradient is the float DCT's with the quantiser passed straight through;
+        cubic's value and gradient are the float DCT with the cubic quantiser."""
+        if rounding == "exact":
+            return jpeg_islow.codec(plane, table)
+        decoded = jnp.clip(_store8(_blockwise_codec(plane, table, lambda v: quantise(v, rounding_lib.round_half_away))), 0.0, 255.0)
+        if rounding == "ste":
+            decoded = decoded + jax.lax.stop_gradient(jpeg_islow.codec(plane, table) - decoded)
+        return decoded
+
     if channels == 1:
-        gray = decode8(_blockwise_codec(samples[..., 0][:, None], luma_t, round_q))
-        return gray[:, 0, :h, :w, None] / 255.0
-    ycc = _rgb_to_ycc_libjpeg(samples)
-    y = decode8(_blockwise_codec(ycc[:, :1], luma_t, round_q))[:, :, :h, :w]
+        return code(samples[..., 0][:, None], luma_t)[:, 0, :h, :w, None] / 255.0
+    ycc = _stage(_rgb_to_ycc_libjpeg(samples))
+    y = _stage(code(ycc[:, :1], luma_t)[:, :, :h, :w])
     if chroma == "444":
-        c = decode8(_blockwise_codec(ycc[:, 1:], chroma_t, round_q))[:, :, :h, :w]
+        c = _stage(code(ycc[:, 1:], chroma_t)[:, :, :h, :w])
     else:
-        c = decode8(_blockwise_codec(_downsample_libjpeg(ycc[:, 1:]), chroma_t, round_q))
-        c = _upsample_libjpeg(c[:, :, : -(-h // 2), : -(-w // 2)], h, w)
-    return _ycc_to_rgb_libjpeg(jnp.concatenate([y, c], axis=1)) / 255.0
+        c = _stage(code(_stage(_downsample_libjpeg(ycc[:, 1:])), chroma_t))
+        c = _stage(_upsample_libjpeg(c[:, :, : -(-h // 2), : -(-w // 2)], h, w))
+    return _ycc_to_rgb_libjpeg(y, c) / 255.0
 
 
 # --------------------------------------------------------------------------- kornia mode
@@ -250,12 +271,13 @@ def _jpeg_kornia(x, q, quantise, chroma):
     y = 0.299 * r + 0.587 * g + 0.114 * b
     cb = (b - y) * 0.564 + 0.5
     cr = (r - y) * 0.713 + 0.5
-    luma = _blockwise_codec(y[:, None] * 255.0, luma_t, quantise)
-    c = jnp.stack([cb, cr], axis=1) * 255.0
+    luma = _stage(_blockwise_codec(y[:, None] * 255.0, luma_t, quantise))
+    c = _stage(jnp.stack([cb, cr], axis=1) * 255.0)
     if chroma == "420":
-        c = _upsample_bilinear2(_blockwise_codec(_downsample_kornia(c), chroma_t, quantise))
+        c = _stage(_blockwise_codec(_stage(_downsample_kornia(c)), chroma_t, quantise))
+        c = _stage(_upsample_bilinear2(c))
     else:
-        c = _blockwise_codec(c, chroma_t, quantise)
+        c = _stage(_blockwise_codec(c, chroma_t, quantise))
     y, cb, cr = luma[:, 0] / 255.0, c[:, 0] / 255.0 - 0.5, c[:, 1] / 255.0 - 0.5
     rgb = jnp.stack(
         [y + 1.4025245442 * cr, y - 0.7144034731 * cr - 0.3443401356 * cb, y + 1.7730496454 * cb], axis=-1
@@ -298,11 +320,14 @@ def jpeg(x: jax.Array, quality, *, rounding: str = "cubic", chroma: str = "420",
         raise ValueError(f"unknown JPEG mode {mode!r}; valid: {', '.join(MODES)}")
     if chroma not in CHROMAS:
         raise ValueError(f"unknown chroma subsampling {chroma!r}; valid: {', '.join(CHROMAS)}")
-    quantise = rounding_lib.get(rounding)
+    rounding_lib.get(rounding)
     q = _check_quality(quality, x.shape[0])
-    codec = _jpeg_libjpeg if mode == "libjpeg" else _jpeg_kornia
     compute = jnp.promote_types(x.dtype, jnp.float32)  # float16/bfloat16 are too coarse for 0..255 DCTs
-    return codec(x.astype(compute), q.astype(compute), quantise, chroma).astype(x.dtype)
+    if mode == "libjpeg":
+        out = _jpeg_libjpeg(x.astype(compute), q.astype(compute), rounding, chroma)
+    else:
+        out = _jpeg_kornia(x.astype(compute), q.astype(compute), rounding_lib.get(rounding), chroma)
+    return out.astype(x.dtype)
 
 
 @register("jpeg", usage="jpeg:Q[:rounding=cubic|ste|exact][:chroma=420|444][:mode=libjpeg|kornia]")
