@@ -195,6 +195,7 @@ class Runner:
         done = self.store.done()
         keys = []
         models = {}
+        started, ran = time.perf_counter(), 0
         for i, job in enumerate(jobs, 1):
             if job.model not in models:
                 models[job.model] = self._prepare_model(job.model)
@@ -218,6 +219,10 @@ class Runner:
                     self.store.append(rec)
                 acc = ", ".join(f"{e * 255:g}/255: {a:.3f}" for e, a in zip(rec["eps"], rec["accuracy"]))
                 self.log(f"    {cell.defense}: accuracy {acc}  ({rec['timing']['per_image_s']:.3f} s/image, compile {rec['timing']['compile_s']:.1f} s)")
+            ran += 1
+            elapsed = time.perf_counter() - started
+            left = sum(1 for j in jobs[i:])
+            self.log(f"    grid: {i}/{len(jobs)} jobs, {elapsed:.0f} s elapsed, about {elapsed / ran * left:.0f} s left (if the rest costs the same)")
         stored = {r["key"]: r for r in self.store.records()}
         return [stored[k] for k in keys if k in stored]
 
@@ -335,4 +340,4 @@ def _collect(pending, clean_total, adv_total, bar):
 def _bar(total: int, label: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc="    ", leave=False, dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+    return tqdm(total=total, unit="img", desc="    images", leave=False, dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
