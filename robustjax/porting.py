@@ -136,3 +136,17 @@ def load_into(module: nnx.Module, source: Mapping[str, np.ndarray], rules: Itera
     for t, variable in targets.items():
         variable.set_value(jnp.asarray(mapped[t][1], dtype=variable.get_value().dtype))
     return ignored
+
+
+def batchnorm_rules(source: str, target: str) -> list[Rule | Ignore]:
+    """The five entries of a PyTorch BatchNorm (``source`` prefix) -> ``nnx.BatchNorm`` at ``target``.
+
+    ``source`` is a regex fragment (escape dots); ``target`` may use its groups.
+    """
+    return [
+        Rule(source + r"\.weight", target + ".scale"),
+        Rule(source + r"\.bias", target + ".bias"),
+        Rule(source + r"\.running_mean", target + ".mean"),
+        Rule(source + r"\.running_var", target + ".var"),
+        Ignore(source + r"\.num_batches_tracked"),
+    ]

@@ -1,0 +1,172 @@
+"""Converting published checkpoints into Flax parameters, and caching them as orbax checkpoints.
+
+A *family* knows how to build a module from a small config and how its published file maps onto
+it (a key map of ``robustjax.porting`` rules). Model and codec modules register their family here;
+``checkpoints_convert`` (the command line) and ``robustjax.models.load`` both drive this module.
+
+On disk a converted checkpoint is a folder::
+
+    DST/metadata.json    family, config, preprocessing, source path and sha256, ignored keys
+    DST/state/           orbax checkpoint of the module's variables
+
+``ROBUSTJAX_WEIGHTS`` holds published files laid out like ``../shared/weights``; they are
+converted on first use into ``ROBUSTJAX_CACHE`` (default ``~/.cache/robustjax``), keyed by the
+source file's sha256, so a changed file is never served from a stale cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from robustjax.porting import load_into
+from robustjax.torch_reader import read_torch, state_dict_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How to build and fill one architecture from its published checkpoint format.
+
+    ``create(**config)`` builds the module with random weights; ``rules(**config)`` returns its key
+    map; ``read(path)`` returns the flat ``name -> array`` state dict of a published file (default:
+    the restricted torch reader); ``preprocessing`` is recorded in the metadata.
+    """
+
+    name: str
+    create: Callable[..., nnx.Module]
+    rules: Callable[..., list]
+    read: Callable[[Path], Mapping[str, np.ndarray]] = lambda p: state_dict_of(read_torch(p))
+    preprocessing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    FAMILIES[family.name] = family
+    return family
+
+
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown checkpoint family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ROBUSTJAX_CACHE", Path.home() / ".cache" / "robustjax"))
+
+
+def weights_root() -> Path | None:
+    value = os.environ.get("ROBUSTJAX_WEIGHTS")
+    return Path(value) if value else None
+
+
+def convert(family_name: str, src: str | Path, config: Mapping[str, Any] | None = None) -> tuple[nnx.Module, dict]:
+    """Build the module and fill it from the published file ``src``; strict (see ``porting.load_into``)."""
+    fam, config = family(family_name), dict(config or {})
+    src = Path(src)
+    module = fam.create(**config)
+    ignored = load_into(module, fam.read(src), fam.rules(**config), context=f"{family_name} {config or ''} from {src}")
+    metadata = {
+        "family": family_name,
+        "config": config,
+        "preprocessing": dict(fam.preprocessing),
+        "source": str(src.resolve()),
+        "source_sha256": sha256_of(src),
+        "ignored_source_keys": sorted(ignored),
+    }
+    return module, metadata
+
+
+def _pure_state(module: nnx.Module) -> dict:
+    return nnx.to_pure_dict(nnx.state(module))
+
+
+def save(module: nnx.Module, metadata: Mapping[str, Any], dst: str | Path) -> Path:
+    """Write ``dst/state`` (orbax) and ``dst/metadata.json``; atomic: a failure leaves no ``dst``."""
+    import orbax.checkpoint as ocp
+
+    dst = Path(dst).resolve()
+    if dst.exists() and any(dst.iterdir()):
+        raise FileExistsError(f"{dst} exists and is not empty; choose a new destination")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        with ocp.StandardCheckpointer() as ckpt:
+            ckpt.save(tmp / "state", _pure_state(module))
+            ckpt.wait_until_finished()
+        (tmp / "metadata.json").write_text(json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n")
+        if dst.exists():
+            dst.rmdir()
+        tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
+
+
+def is_converted(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "metadata.json").is_file() and (path / "state").is_dir()
+
+
+def load(path: str | Path) -> tuple[nnx.Module, dict]:
+    """Rebuild the module of a converted checkpoint folder and restore its variables."""
+    import orbax.checkpoint as ocp
+
+    path = Path(path).resolve()
+    if not is_converted(path):
+        raise FileNotFoundError(f"{path} is not a converted checkpoint (needs metadata.json and state/)")
+    metadata = json.loads((path / "metadata.json").read_text())
+    module = family(metadata["family"]).create(**metadata["config"])
+    state = nnx.state(module)
+    target = nnx.to_pure_dict(state)
+    with ocp.StandardCheckpointer() as ckpt:
+        restored = ckpt.restore(path / "state", target)
+    nnx.replace_by_pure_dict(state, restored)
+    nnx.update(module, state)
+    return module, metadata
+
+
+def load_or_convert(family_name: str, src: str | Path, config: Mapping[str, Any] | None = None) -> tuple[nnx.Module, dict]:
+    """Serve ``src`` from the cache, converting it on first use (cache keyed by the file's sha256)."""
+    src = Path(src)
+    digest = sha256_of(src)
+    cached = cache_root() / family_name / f"{digest[:16]}-{_config_tag(config)}"
+    if is_converted(cached):
+        module, metadata = load(cached)
+        if metadata.get("source_sha256") == digest:
+            return module, metadata
+    module, metadata = convert(family_name, src, config)
+    try:
+        if cached.exists():
+            shutil.rmtree(cached)
+        save(module, metadata, cached)
+    except OSError:
+        pass  # a read-only cache only costs a conversion next time
+    return module, metadata
+
+
+def _config_tag(config: Mapping[str, Any] | None) -> str:
+    if not config:
+        return "default"
+    return hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:8]
