@@ -7,6 +7,7 @@ cell is one record in the results store, so a rerun skips it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import hashlib
@@ -138,7 +139,11 @@ def _fingerprint(ids) -> str:
 
 
 def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_samples: int, clean: bool = True):
-    """``program(x, y, mask, key, index, eps) -> (clean_correct[D], adv_correct[E, D])`` for one job.
+    """``program(params, x, y, mask, key, index, eps) -> (clean_correct[D], adv_correct[E, D])`` for one job.
+
+    ``params``: the classifier's parameter state (a ``robustjax.models.Classifier`` exposes
+    ``graphdef``/``state``), passed as an argument so it is placed on the devices once per model
+    rather than baked into every program; None for a plain closure.
 
     ``x`` (B,S,S,3) in [0,1], ``y`` (B,) int, ``mask`` (B,) bool (False on padding rows), ``eps``
     (E,) the non-zero budgets, traced and vmapped: one compilation serves the whole eps grid;
@@ -148,8 +153,10 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
     """
     hp = dict(job.hparams)
     D = len(defenses)
+    closure = f
 
-    def program(x, y, mask, key, index, eps):
+    def program(params, x, y, mask, key, index, eps):
+        f = closure if params is None else _with_state(closure, params)
         dkey, akey = jax.random.split(jax.random.fold_in(key, index))
 
         def correct(xs):
@@ -269,9 +276,13 @@ class Runner:
         defenses = [self.comp.get_defense(d) for d in job.defenses]
         program = build_program(f, defenses, self.comp.get_attack, job, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()))
         rep, dat = mesh.replicated, mesh.data
-        jitted = jax.jit(program, in_shardings=(dat, dat, dat, rep, rep, rep), out_shardings=(rep, rep))
+        params = _params(f)
+        if params is not None:
+            params = jax.device_put(params, rep)
+        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, rep, rep), out_shardings=(rep, rep))
         S = resize.size
         spec = (
+            params,
             jax.ShapeDtypeStruct((batch, S, S, 3), jnp.float32, sharding=dat),
             jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
             jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=dat),
@@ -292,7 +303,7 @@ class Runner:
         try:
             for b in rdata.batches(ds, batch, resize, process_index=mesh.process_index, process_count=mesh.process_count):
                 index = jax.device_put(np.int32(b.index), rep)
-                out = compiled(mesh.put(b.x, batch), mesh.put(b.y, batch), mesh.put(b.mask, batch), base, index, eps_dev)
+                out = compiled(params, mesh.put(b.x, batch), mesh.put(b.y, batch), mesh.put(b.mask, batch), base, index, eps_dev)
                 if pending is not None:  # read the previous batch while this one runs
                     clean_total, adv_total = _collect(pending, clean_total, adv_total, bar)
                 pending = (out, b.count)
@@ -326,6 +337,17 @@ class Runner:
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             })
         return records
+
+
+def _with_state(f, state):
+    """A copy of classifier ``f`` whose parameters are ``state`` (e.g. traced inside jit)."""
+    g = copy.copy(f)
+    g.state = state
+    return g
+
+
+def _params(f):
+    return f.state if hasattr(f, "graphdef") and hasattr(f, "state") else None
 
 
 def _collect(pending, clean_total, adv_total, bar):
