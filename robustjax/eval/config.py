@@ -54,7 +54,7 @@ def quickstart() -> ml_collections.ConfigDict:
             "eps": [0.0, 2 / 255, 4 / 255, 8 / 255],
             "threats": ["oblivious", "through", "bpda"],
             "eot_samples": 8,
-            "batch_size": 20,
+            "batch_size": 10,
             "out": "results/quickstart",
             "layout": "table",
         }
