@@ -87,7 +87,8 @@ def test_rerun_skips_finished_cells(tmp_path, monkeypatch):
         (["--defense", "none,jepg:25"], "unknown defense 'jepg'.*Valid forms: none"),
         (["--threat", "through,whitebox"], "unknown threat.*valid: oblivious, through, bpda, eot"),
         (["--dataset", "imagenet1k"], "unknown dataset.*valid: imagenette"),
-        (["--eps", "0,8"], "eps values must be numbers in \\[0, 1\\]"),
+        (["--eps", "0,8"], "eps values must be in \\[0, 1\\] for L-inf attack 'fgsm'"),
+        (["--eps", "0,-1/255"], "eps values must be non-negative"),
     ],
 )
 def test_unknown_names_fail_before_compute(tmp_path, capsys, argv, message):
@@ -146,3 +147,28 @@ def test_eot_threat(tmp_path):
     assert acc[("quant:8", "ifgsm", "eot")] == acc[("quant:8", "ifgsm", "through")]  # deterministic: eot = through
     assert recs[-1]["settings"]["eot_samples"] == 8
     assert acc[("noise:64", "ifgsm", "eot")][2] < acc[("noise:64", "ifgsm", "eot")][0]  # averaging the noise, the attack works
+
+
+def test_minimum_norm_attack_scored_under_l2_bounds(tmp_path):
+    import jax
+    import jax.numpy as jnp
+    import robustjax.attacks as A
+    from robustjax.data import Resize, load
+
+    real = dataclasses.replace(components(), get_attack=A.get, attack_names=A.names, minimum_norm=lambda n: n in A.MINIMUM_NORM)
+    bounds = [0.0, 0.05, 0.2, 100.0]
+    recs = Runner(cfg(tmp_path, defenses=["none"], attacks=[{"name": "deepfool", "steps": 10}], eps=bounds, batch_size=8), real, progress=False).run()
+    (r,) = recs
+    assert r["budget"] == "l2_bound" and r["settings"]["hparams"] == {"steps": 10}
+    c = r["correct"]
+    assert c[0] == 20 and c == sorted(c, reverse=True)  # clean, then non-increasing in the bound
+    # at a huge bound every found perturbation counts: plain accuracy on DeepFool's output
+    from tests.eval_standins import load_data, tiny_classifier
+
+    ds = load_data("foolbox_cifar10")
+    x = jnp.asarray(np.stack([Resize(32)(ds.read(i)) for i in range(20)]).astype(np.float32) / 255)
+    f = tiny_classifier()
+    outs = [A.get("deepfool", steps=10)(f, x[i:i + 8], jnp.asarray(ds.labels[i:i + 8])) for i in (0, 8, 16)]
+    x_adv = jnp.concatenate([o for o in outs])[:20]
+    assert c[-1] == int(jnp.sum(jnp.argmax(f(x_adv), -1) == jnp.asarray(ds.labels)))
+    assert c[-1] < 20

@@ -29,7 +29,7 @@ from robustjax import data as rdata
 from robustjax.eval import config as C
 from robustjax.eval.components import default, model_info
 from robustjax.eval.runner import Runner
-from robustjax.eval.threats import attacker_view
+from robustjax.attacks.threat import attacker_view
 
 
 def main(argv=None):

@@ -2,7 +2,7 @@
 
 Modules: ``config`` (experiment files + overrides), ``runner`` (the grid: one compiled program per
 cell, eps vmapped, sharded over devices), ``store`` (append-only JSON-lines results), ``report``
-(tables + plots), ``threats`` (what the attacker differentiates), ``mesh`` (devices, multi-host).
+(tables + plots); threat models come from ``robustjax.attacks.threat``, ``mesh`` (devices, multi-host).
 """
 
 from robustjax.eval.cli import main

@@ -20,6 +20,7 @@ class Components:
     attack_names: Callable  # () -> list[str] | None
     get_defense: Callable  # (spec) -> Defense d(x, key=None)
     load_data: Callable  # (name, data_dir, label_space) -> robustjax.data.ImageSet
+    minimum_norm: Callable = lambda name: False  # (attack name) -> True for CW / DeepFool (no eps budget)
 
 
 def _names(module, *candidates):
@@ -56,7 +57,12 @@ def default() -> Components:
 
         return _names(robustjax.attacks, "names", "available", "ATTACKS", "REGISTRY")
 
-    return Components(load_model, model_names, get_attack, attack_names, robustjax.defenses.get, robustjax.data.load)
+    def minimum_norm(name):
+        import robustjax.attacks
+
+        return name in getattr(robustjax.attacks, "MINIMUM_NORM", ())
+
+    return Components(load_model, model_names, get_attack, attack_names, robustjax.defenses.get, robustjax.data.load, minimum_norm)
 
 
 def model_info(f, name: str) -> dict:

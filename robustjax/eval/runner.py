@@ -27,7 +27,8 @@ from robustjax.eval import config as C
 from robustjax.eval.components import Components, accepts_key, model_info
 from robustjax.eval.mesh import BatchMesh
 from robustjax.eval.store import Store, cell_key
-from robustjax.eval.threats import attacker_view
+from robustjax.attacks.base import l2_norms
+from robustjax.attacks.threat import attacker_view
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +109,9 @@ def validate(cfg, comp: Components) -> None:
         name, hp = C.attack_entry(a)
         if names is not None and name not in names:
             raise ValueError(f"unknown attack {name!r}; valid: {', '.join(names)}")
+        if not comp.minimum_norm(name) and probe > 1:
+            raise ValueError(f"eps values must be in [0, 1] for L-inf attack {name!r} (pixel units, e.g. 8/255), got {max(cfg.eps)}; "
+                             "only minimum-norm attacks (cw, deepfool) take L2 bounds above 1")
         comp.get_attack(name, eps=probe, **hp)  # bad hyper-parameters fail here
 
 
@@ -138,7 +142,8 @@ def _fingerprint(ids) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_samples: int, clean: bool = True):
+def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_samples: int, clean: bool = True,
+                  minimum_norm: bool = False):
     """``program(params, x, y, mask, key, index, eps) -> (clean_correct[D], adv_correct[E, D])`` for one job.
 
     ``params``: the classifier's parameter state (a ``robustjax.models.Classifier`` exposes
@@ -150,6 +155,11 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
     ``index`` the batch number (folded into ``key``). ``defenses``: the D defenses the adversarial
     examples are scored under, always as the defended model ``f(d(x_adv))``. The clean pass is
     skipped (counts 0) when ``clean`` is False (no eps = 0 in the grid).
+
+    ``minimum_norm`` (CW, DeepFool): the attack runs once, without a budget, and ``eps`` are L2
+    bounds in pixel units: an image counts as broken at bound b only if the attack fooled the
+    defended model with a perturbation of L2 norm <= b; otherwise its clean prediction counts
+    (seed 000's protocol, as ``robustjax.attacks.l2_bounded_accuracy``).
     """
     hp = dict(job.hparams)
     D = len(defenses)
@@ -159,17 +169,23 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
         f = closure if params is None else _with_state(closure, params)
         dkey, akey = jax.random.split(jax.random.fold_in(key, index))
 
+        def ok(xs):  # (D, B) bool: defended model right on xs
+            return jnp.stack([jnp.argmax(f(d(xs, dkey)), axis=-1) == y for d in defenses])
+
         def correct(xs):
-            counts = []
-            for d in defenses:
-                pred = jnp.argmax(f(d(xs, dkey)), axis=-1)
-                counts.append(jnp.sum((pred == y) & mask, dtype=jnp.int32))
-            return jnp.stack(counts)
+            return jnp.sum(ok(xs) & mask, axis=1, dtype=jnp.int32)
 
         clean_count = correct(x) if clean else jnp.zeros((D,), jnp.int32)
         if n_attacked == 0:
             return clean_count, jnp.zeros((0, D), jnp.int32)
         view = attacker_view(job.threat, f, defenses[0], dkey, eot_samples)
+        if minimum_norm:
+            attack = get_attack(job.attack, **hp)
+            x_adv = attack(view, x, y, key=akey) if accepts_key(attack) else attack(view, x, y)
+            within = l2_norms(x_adv - x)[None, :] <= eps[:, None]  # (E, B)
+            broken_ok, clean_ok = ok(x_adv), ok(x)  # (D, B)
+            counted = jnp.where(within[:, None, :], broken_ok[None], clean_ok[None])  # (E, D, B)
+            return clean_count, jnp.sum(counted & mask, axis=2, dtype=jnp.int32)
 
         def one(e):
             attack = get_attack(job.attack, eps=e, **hp)
@@ -274,7 +290,8 @@ class Runner:
         eps_all = np.asarray(cfg.eps, np.float32)
         attacked = eps_all[eps_all > 0]
         defenses = [self.comp.get_defense(d) for d in job.defenses]
-        program = build_program(f, defenses, self.comp.get_attack, job, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()))
+        program = build_program(f, defenses, self.comp.get_attack, job, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()),
+                                minimum_norm=bool(self.comp.minimum_norm(job.attack)))
         rep, dat = mesh.replicated, mesh.data
         params = _params(f)
         if params is not None:
@@ -331,6 +348,7 @@ class Runner:
                     "per_image_per_eps_s": run_s / n / max(1, len(attacked)),
                     "defenses_in_program": D,
                 },
+                "budget": "l2_bound" if self.comp.minimum_norm(job.attack) else "linf",
                 "batch_size": batch,
                 **mesh.describe(),
                 "host": platform.node(),
