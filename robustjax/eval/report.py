@@ -96,14 +96,17 @@ def _blank_repeats(rows: list[list[str]], ncols: int) -> list[list[str]]:
 
 
 def grid_table(records: list[dict], fmt: str = "{:.3f}") -> tuple[list[str], list[list[str]]]:
-    """Header and rows (Attack | Model | Defense | Threat | eps...), full (unblanked) cells."""
+    """Header and rows (Attack | Model | Defense | Threat | eps...), full (unblanked) cells.
+    Columns are L-inf budgets, or L2 bounds for minimum-norm attacks (records with budget l2_bound)."""
     eps = sorted({e for r in records for e in r["eps"]})
+    l2 = any(r.get("budget") == "l2_bound" for r in records)
+    label = (lambda e: f"L2<={e:g}") if l2 else eps_label
     attacks = _order(attack_label(r) for r in records)
     models = _order(r["settings"]["model"] for r in records)
     defenses = _order(r["settings"]["defense"] for r in records)
     recs = sorted(records, key=lambda r: (attacks.index(attack_label(r)), models.index(r["settings"]["model"]),
                                           defenses.index(r["settings"]["defense"]), THREAT_ORDER.get(r["settings"]["threat"], 9)))
-    header = ["Attack", "Model", "Defense", "Threat"] + [eps_label(e) for e in eps]
+    header = ["Attack", "Model", "Defense", "Threat"] + [label(e) for e in eps]
     rows = []
     for r in recs:
         acc = dict(zip(r["eps"], r["accuracy"]))
@@ -238,9 +241,14 @@ def render(out: str | Path, plots: bool = True) -> str:
                "Accuracy of the defended model f(d(x_adv)); columns are L-inf budgets (0 = clean). "
                "Threat models: oblivious = attack the bare classifier (seed 000's Through=False), "
                "through = differentiate the defense (Through=True), bpda = defense forward, identity backward.", ""]
-        header, body = grid_table(recs)
-        md += [_md(header, _blank_repeats(body, 4)), ""]
-        (out / f"table_{_slug(ds)}.csv").write_text(_csv(header, body))
+        for budget in _order(r.get("budget", "linf") for r in recs):
+            part = [r for r in recs if r.get("budget", "linf") == budget]
+            header, body = grid_table(part)
+            if budget == "l2_bound":
+                md += ["Minimum-norm attacks: an image counts as broken at bound b only if the attack fooled the "
+                       "defended model with a perturbation of L2 norm <= b (pixel units); otherwise its clean prediction counts.", ""]
+            md += [_md(header, _blank_repeats(body, 4)), ""]
+            (out / f"table_{_slug(ds)}{'_l2' if budget == 'l2_bound' else ''}.csv").write_text(_csv(header, body))
         md += [f"Per-image time over all eps of a cell: median {pis[len(pis) // 2]:.3f} s "
                f"(min {pis[0]:.3f}, max {pis[-1]:.3f}) on {recs[0].get('devices')} {recs[0].get('platform')} device(s).", ""]
         for k, group in sequential_groups(recs).items():
@@ -257,7 +265,8 @@ def render(out: str | Path, plots: bool = True) -> str:
         if plots:
             combos = _order((r["settings"]["model"], attack_label(r)) for r in recs)
             for model, attack in combos:
-                sub = [r for r in recs if r["settings"]["model"] == model and attack_label(r) == attack and not _SEQ.match(r["settings"]["defense"])]
+                sub = [r for r in recs if r["settings"]["model"] == model and attack_label(r) == attack and not _SEQ.match(r["settings"]["defense"])
+                       and r.get("budget", "linf") == "linf"]
                 if not sub:
                     continue
                 name = _slug("acc_vs_eps", ds, model, attack)
@@ -269,6 +278,10 @@ def render(out: str | Path, plots: bool = True) -> str:
 
 
 def summary_table(records: list[dict]) -> str:
-    """The grid table of ``records`` as markdown (printed at the end of a run)."""
-    header, body = grid_table(latest(records))
-    return _md(header, _blank_repeats(body, 4))
+    """The grid table(s) of ``records`` as markdown (printed at the end of a run)."""
+    records = latest(records)
+    parts = []
+    for budget in _order(r.get("budget", "linf") for r in records):
+        header, body = grid_table([r for r in records if r.get("budget", "linf") == budget])
+        parts.append(_md(header, _blank_repeats(body, 4)))
+    return "\n\n".join(parts)
