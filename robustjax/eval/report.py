@@ -260,7 +260,7 @@ def render(out: str | Path, plots: bool = True) -> str:
             name = _slug("seq", ds, model, attack, base)
             (out / f"{name}.csv").write_text(_csv(header, body))
             if plots:
-                plot_sequential(group, plot_dir / f"{name}.png", f"{ds} {model} {attack}: {base} x N")
+                plot_sequential(group, plot_dir / f"{name}.png", f"{title}: {model}, {attack}, {base} x N")
                 md += [f"![{name}](plots/{name}.png)", ""]
         if plots:
             combos = _order((r["settings"]["model"], attack_label(r)) for r in recs)
@@ -270,8 +270,8 @@ def render(out: str | Path, plots: bool = True) -> str:
                 if not sub:
                     continue
                 name = _slug("acc_vs_eps", ds, model, attack)
-                plot_grid(sub, plot_dir / f"{name}.png", f"{ds}: {model}, {attack} (solid oblivious, dashed through, dotted bpda)")
-                md += [f"![{name}](plots/{name}.png)", ""]
+                plot_grid(sub, plot_dir / f"{name}.png", f"{title}: {model}, {attack}")
+                md += [f"![{name}](plots/{name}.png)", "", "(solid = oblivious, dashed = through, dotted = bpda, dash-dot = eot)", ""]
     text = "\n".join(md)
     (out / "report.md").write_text(text)
     return text
