@@ -9,11 +9,11 @@ lr 0.01; DeepFool 50 steps, overshoot 0.02). Threat models: :mod:`robustjax.atta
 from robustjax.attacks.bim import BIM
 from robustjax.attacks.cw import CW
 from robustjax.attacks.deepfool import DeepFool
-from robustjax.attacks.evaluate import l2_bounded_accuracy, robust_accuracy
+from robustjax.attacks.evaluate import l2_bounded_accuracy, min_norm_accuracy, robust_accuracy
 from robustjax.attacks.fgsm import FGSM
 from robustjax.attacks.mifgsm import MIFGSM
 from robustjax.attacks.pgd import PGD
-from robustjax.attacks.threat import THREATS, attacker_view, bpda
+from robustjax.attacks.threat import THREATS, EOTView, View, attacker_view, bpda
 
 REGISTRY = {"fgsm": FGSM, "ifgsm": BIM, "bim": BIM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "deepfool": DeepFool}
 # Attacks that search for a minimum-norm perturbation and have no eps budget.
@@ -38,5 +38,5 @@ def get(name: str, **hparams):
         raise ValueError(f"bad hyper-parameters for {name}: {e}; valid: {', '.join(fields)}") from None
 
 
-__all__ = ["BIM", "CW", "DeepFool", "FGSM", "MIFGSM", "PGD", "THREATS", "attacker_view", "bpda", "get",
-           "l2_bounded_accuracy", "names", "robust_accuracy"]
+__all__ = ["BIM", "CW", "DeepFool", "EOTView", "FGSM", "MIFGSM", "PGD", "THREATS", "View", "attacker_view", "bpda",
+           "get", "l2_bounded_accuracy", "min_norm_accuracy", "names", "robust_accuracy"]

@@ -9,19 +9,31 @@ once); ``steps`` must be a Python int.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from robustjax.checks import check_images, is_concrete
 
+LOOP_FORMS = ("unrolled", "rolled")
+
 
 def default_unroll() -> bool:
-    """Unroll the step loop on CPU, where XLA runs a rolled ``fori_loop`` about 2x slower than the
-    same steps unrolled (DESIGN.md, measured again in experiments/benchmarks/attacks.py); keep a
-    rolled loop on GPU/TPU (smaller program, same speed). Either way it is one program, with no
-    host round trip between steps."""
+    """The loop form for this backend: unrolled on CPU, rolled elsewhere.
+
+    Measured in experiments/benchmarks/attacks.py (PGD-10, CIFAR ResNet-20, 2 CPU cores): XLA:CPU
+    runs a rolled ``lax.fori_loop`` markedly slower than the same steps unrolled (DESIGN.md: 2x on
+    ResNet-50, 4x on a small CNN); on GPU/TPU a rolled loop is one small program at the same speed.
+    Either way the attack is one compiled program with no host round trip between steps.
+    Override with ``ROBUSTJAX_ATTACK_LOOP=unrolled|rolled`` or each attack's ``unroll`` field.
+    """
+    form = os.environ.get("ROBUSTJAX_ATTACK_LOOP")
+    if form:
+        if form not in LOOP_FORMS:
+            raise ValueError(f"ROBUSTJAX_ATTACK_LOOP must be one of {', '.join(LOOP_FORMS)}, got {form!r}")
+        return form == "unrolled"
     return jax.default_backend() == "cpu"
 
 
@@ -31,39 +43,95 @@ def loop(steps: int, body, init, unroll: bool | None = None):
     return jax.lax.fori_loop(0, steps, body, init, unroll=bool(unroll) and steps > 0)
 
 
+@jax.custom_vjp
 def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
-    """Summed cross-entropy (torchattacks averages; the sign and direction of the gradient agree)."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
+    """Batch-mean cross-entropy of logits ``(N, K)`` and integer labels ``(N,)``, as torchattacks'
+    ``nn.CrossEntropyLoss()``.
+
+    Its gradient is formed as PyTorch forms it, ``(exp(log_softmax(z)) - onehot(y)) / N``. For an
+    image classified with confidence near 1 the label's entry ``p_y - 1`` is a difference of
+    numbers near 1 whose rounding decides the direction of the whole input gradient (measured on
+    CIFAR ResNet-20: up to 17% relative error, and sign flips in 1e-5 of the pixels, when the
+    softmax was formed as ``exp(shifted) / sum``); forming it the same way keeps the attacks on
+    torchattacks' trajectory.
+    """
+    return _ce_fwd(logits, y)[0]
+
+
+def _ce_fwd(logits, y):
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    loss = -jnp.mean(jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=1))
+    return loss, (logp, y)
+
+
+def _ce_bwd(res, g):
+    logp, y = res
+    onehot = jax.nn.one_hot(y, logp.shape[-1], dtype=logp.dtype)
+    dz = (jnp.exp(logp) - onehot) * (g / logp.shape[0])
+    return dz, np.zeros(y.shape, jax.dtypes.float0)
+
+
+cross_entropy.defvjp(_ce_fwd, _ce_bwd)
 
 
 def loss_grad(f, x: jax.Array, y: jax.Array) -> jax.Array:
-    """Gradient of the cross-entropy of ``f`` at ``x`` w.r.t. ``x``."""
+    """Gradient w.r.t. ``x`` of the cross-entropy of ``f`` at ``x``.
+
+    A view that defines its own ``loss_grad(x, y)`` (EOT: the mean of the gradients over the
+    defense's draws) is asked for it instead.
+    """
+    own = getattr(f, "loss_grad", None)
+    if own is not None:
+        return own(x, y)
     return jax.grad(lambda v: cross_entropy(f(v), y))(x)
 
 
-def check_inputs(f, x, y) -> None:
-    """Images in [0, 1] (N, H, W, C), integer labels (N,) within the classifier's classes."""
-    check_images(x, "x")
+def num_classes(f, x) -> int | None:
+    """``f.num_classes`` when the classifier says, else the logits' width from an abstract
+    evaluation (shapes only, no compute); None if even that fails."""
+    k = getattr(f, "num_classes", None)
+    if k is not None:
+        return int(k)
+    try:
+        return int(jax.eval_shape(f, jax.ShapeDtypeStruct(x.shape, x.dtype)).shape[-1])
+    except Exception:  # noqa: BLE001 - a classifier that cannot be traced abstractly fails later, with its own error
+        return None
+
+
+def check_labels(y, n: int, classes: int | None) -> None:
+    """Integer labels ``(n,)`` within ``0..classes-1`` (values checked when concrete)."""
     shape, dtype = getattr(y, "shape", None), getattr(y, "dtype", None)
-    if shape is None or tuple(shape) != (x.shape[0],):
-        raise ValueError(f"labels must have shape ({x.shape[0]},) to match the images, got {shape}")
+    if shape is None or tuple(shape) != (n,):
+        raise ValueError(f"labels must have shape ({n},) to match the images, got {shape}")
     if not np.issubdtype(np.dtype(dtype), np.integer):
         raise ValueError(f"labels must be integers, got dtype {np.dtype(dtype).name}")
-    classes = getattr(f, "num_classes", None)
     if is_concrete(y) and np.size(y):
         lo, hi = int(np.min(y)), int(np.max(y))
         if lo < 0 or (classes is not None and hi >= classes):
-            raise ValueError(f"labels must lie in 0..{'K-1' if classes is None else classes - 1}, got {lo}..{hi}")
+            raise ValueError(f"labels must lie in 0..{'K-1' if classes is None else classes - 1}, got values in {lo}..{hi}")
+
+
+def check_inputs(f, x, y) -> None:
+    """Images in [0, 1] ``(N, H, W, C)``, integer labels ``(N,)`` within the classifier's classes."""
+    check_images(x, "x")
+    classes = getattr(f, "num_classes", None)
+    if classes is None and is_concrete(y):
+        classes = num_classes(f, x)
+    check_labels(y, x.shape[0], classes)
 
 
 def check_nonnegative(**values) -> None:
+    """``ValueError`` for any concrete value below 0 (or NaN); traced values are skipped."""
     for name, v in values.items():
-        if v is not None and is_concrete(v) and float(np.min(v)) < 0:
+        if v is None or not is_concrete(v):
+            continue
+        a = np.asarray(v, dtype=np.float64)
+        if np.isnan(a).any() or (a < 0).any():
             raise ValueError(f"{name} must be >= 0, got {v}")
 
 
 def check_steps(steps) -> None:
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
 
 

@@ -1,10 +1,12 @@
 """DeepFool (Moosavi-Dezfooli et al. 2016), L2, as torchattacks 3.5.1 runs it: per image, step to
 the nearest linearised decision boundary with an overshoot of ``overshoot`` on each step, until the
-prediction changes or ``steps`` run out (finished images are frozen inside the compiled loop).
+prediction changes or ``steps`` run out (finished images are frozen inside the compiled loop; the
+stopping test is made at the start of a step, so a step is spent detecting success, as there).
 
 ``candidates``: None uses every class (torchattacks); an int k restricts the boundaries to the k
-classes ranked highest on the clean image, as the original paper does with k = 10 (the cost of a
-step is one backward pass per candidate, so k matters for ImageNet models).
+classes ranked highest on the clean image (the label included), as the original paper does with
+k = 10. A step costs one forward pass and k backward passes (one per Jacobian row), so k matters
+for ImageNet models.
 """
 
 from __future__ import annotations
@@ -22,38 +24,41 @@ class DeepFool:
     steps: int = 50
     overshoot: float = 0.02
     candidates: int | None = None
-    unroll: bool | None = False
+    unroll: bool | None = False  # 50 steps of k backward passes: a rolled loop keeps compilation short
 
     def __call__(self, f, x, y, key=None):
         check_inputs(f, x, y)
         check_steps(self.steps)
         check_nonnegative(overshoot=self.overshoot)
+        if self.candidates is not None and (isinstance(self.candidates, bool) or not isinstance(self.candidates, int)
+                                            or self.candidates < 2):
+            raise ValueError(f"candidates must be None (all classes) or an int >= 2, got {self.candidates!r}")
         n = x.shape[0]
         logits0 = f(x)
-        k = logits0.shape[1] if self.candidates is None else min(int(self.candidates), logits0.shape[1])
-        # Classes considered per image: the label first, then the other candidates.
+        num = logits0.shape[1]
+        k = num if self.candidates is None else min(self.candidates, num)
+        # Classes considered per image: the label first, then the k-1 others ranked highest.
         classes = jnp.concatenate([y[:, None], _top_others(logits0, y, k - 1)], axis=1)  # (N, k)
-
-        def selected(v):
-            return jnp.take_along_axis(f(v), classes, axis=1)  # (N, k), per image its own classes
 
         def step(_, state):
             adv, active = state
-            logits = f(adv)
+            logits, vjp = jax.vjp(f, adv)
             active = active & (jnp.argmax(logits, axis=1) == y)
-            fs, vjp = jax.vjp(selected, adv)
-            # Jacobian rows: one backward pass per candidate class.
-            ws = jax.vmap(lambda e: vjp(jnp.broadcast_to(e, fs.shape))[0])(jnp.eye(k, dtype=fs.dtype))  # (k, N, ...)
-            ws = jnp.moveaxis(ws, 0, 1).reshape(n, k, -1)
+            fs = jnp.take_along_axis(logits, classes, axis=1)  # (N, k)
+            # Jacobian rows of the candidate logits, one backward pass per candidate.
+            cot = jax.nn.one_hot(classes, num, dtype=logits.dtype)  # (N, k, num)
+            ws = jax.vmap(lambda c: vjp(c)[0], in_axes=1, out_axes=1)(cot).reshape(n, k, -1)
             f_prime = fs[:, 1:] - fs[:, :1]
             w_prime = ws[:, 1:] - ws[:, :1]
             norms = jnp.linalg.norm(w_prime, axis=2)
-            best = jnp.argmin(jnp.abs(f_prime) / norms, axis=1)
+            ratio = jnp.where(norms > 0, jnp.abs(f_prime) / jnp.where(norms > 0, norms, 1.0), jnp.inf)
+            best = jnp.argmin(ratio, axis=1)
             f_hat = jnp.take_along_axis(f_prime, best[:, None], axis=1)[:, 0]
             w_hat = jnp.take_along_axis(w_prime, best[:, None, None], axis=1)[:, 0]
             n_hat = jnp.take_along_axis(norms, best[:, None], axis=1)[:, 0]
-            delta = (jnp.abs(f_hat) / n_hat**2)[:, None] * w_hat
-            moved = jnp.clip(adv + (1 + self.overshoot) * delta.reshape(adv.shape), 0.0, 1.0)
+            scale = jnp.where(n_hat > 0, jnp.abs(f_hat) / jnp.where(n_hat > 0, n_hat, 1.0) ** 2, 0.0)
+            delta = (scale[:, None] * w_hat).reshape(adv.shape)
+            moved = jnp.clip(adv + (1 + self.overshoot) * delta, 0.0, 1.0)
             return jnp.where(active[:, None, None, None], moved, adv), active
 
         adv, _ = loop(self.steps, step, (x, jnp.ones((n,), bool)), self.unroll)
@@ -63,5 +68,4 @@ class DeepFool:
 def _top_others(logits, y, count):
     """Per image, the ``count`` highest-ranked classes other than the label ``(N, count)``."""
     masked = jnp.where(jax.nn.one_hot(y, logits.shape[1], dtype=bool), -jnp.inf, logits)
-    order = jnp.argsort(-masked, axis=1)
-    return order[:, :count]
+    return jnp.argsort(-masked, axis=1)[:, :count]

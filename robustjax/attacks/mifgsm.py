@@ -26,7 +26,8 @@ class MIFGSM:
         def step(_, state):
             adv, momentum = state
             g = loss_grad(f, adv, y)
-            g = g / jnp.mean(jnp.abs(g), axis=tuple(range(1, g.ndim)), keepdims=True)
+            scale = jnp.mean(jnp.abs(g), axis=tuple(range(1, g.ndim)), keepdims=True)
+            g = g / jnp.where(scale > 0, scale, 1.0)  # an all-zero gradient stays zero (torchattacks: NaN)
             g = g + momentum * self.decay
             adv = project_linf_pgd(adv + alpha * jnp.sign(g), x, self.eps)
             return adv, g

@@ -1,14 +1,15 @@
 """Threat models: which function of the images the attacker differentiates.
 
 Given a classifier ``f`` and a defense ``d`` (``d(x, key)``), the *evaluated* model is always
-``f(d(x))``. What the attack sees:
+``f(d(x))``. What the attack sees (:func:`attacker_view`):
 
 - ``oblivious``: ``f`` alone (seed 000's through=False: adversarial examples made on the bare
   classifier, then passed through the defense);
 - ``through``: ``f(d(x))`` with the defense's own differentiable surrogate (seed 000's through=True);
 - ``bpda``: ``d`` forward, identity backward (Athalye et al. 2018): ``f(x + sg(d(x) - x))``;
-- ``eot``: the mean of the logits ``f(d(x, k_i))`` over ``eot_samples`` draws of a randomised
-  defense's randomness (expectation over transformation of the model output); for a deterministic
+- ``eot``: expectation over ``eot_samples`` draws of a randomised defense's randomness (Athalye et
+  al. 2018): gradient attacks step along the mean of the per-draw loss gradients (as torchattacks'
+  EOTPGD), and attacks that read logits (CW, DeepFool) see the mean logits. For a deterministic
   defense this is ``through``.
 """
 
@@ -17,28 +18,71 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from robustjax.attacks.base import cross_entropy
+
 THREATS = ("oblivious", "through", "bpda", "eot")
 
 
+class View:
+    """The attacker's model ``x -> logits`` (float ``(N, H, W, C)`` in [0, 1] -> ``(N, K)``), carrying
+    the classifier's ``num_classes`` so attacks can check labels."""
+
+    def __init__(self, fn, num_classes: int | None = None, name: str = "view"):
+        self.fn, self.num_classes, self.name = fn, num_classes, name
+
+    def __call__(self, x):
+        return self.fn(x)
+
+    def __repr__(self) -> str:
+        return f"View({self.name})"
+
+
+class EOTView(View):
+    """Mean over ``keys`` draws of ``f(d(x, key_i))``; ``loss_grad`` averages the per-draw gradients
+    of the cross-entropy (each draw's backward pass is taken on its own, then summed)."""
+
+    def __init__(self, f, defense, keys, num_classes=None):
+        self.f, self.defense, self.keys = f, defense, keys
+        super().__init__(self._mean_logits, num_classes, f"eot[{len(keys)}]")
+
+    def _mean_logits(self, x):
+        return sum(self.f(self.defense(x, k)) for k in self.keys) / len(self.keys)
+
+    def loss_grad(self, x, y):
+        total = None
+        for k in self.keys:
+            g = jax.grad(lambda v, k=k: cross_entropy(self.f(self.defense(v, k)), y))(x)
+            total = g if total is None else total + g
+        return total / len(self.keys)
+
+
 def bpda(defense, key=None):
-    """``x -> d(x)`` in the forward pass with an identity backward pass."""
+    """``x -> d(x, key)`` in the forward pass with an identity backward pass."""
     return lambda x: x + jax.lax.stop_gradient(defense(x, key) - x)
 
 
-def attacker_view(threat: str, f, defense, key=None, eot_samples: int = 8):
-    """The function ``x -> logits`` the attacker differentiates under ``threat``."""
-    if threat == "oblivious":
-        return f
+def attacker_view(threat: str, f, defense=None, key=None, eot_samples: int = 8) -> View:
+    """The function ``x -> logits`` the attacker differentiates under ``threat``.
+
+    ``defense``: ``d(x, key=None)`` (None: no defense). ``key``: the defense's randomness (for
+    ``eot``, split into ``eot_samples`` draws). Randomised defenses need a key under every
+    threat model except ``oblivious``.
+    """
+    if threat not in THREATS:
+        raise ValueError(f"unknown threat model {threat!r}; valid: {', '.join(THREATS)}")
+    classes = getattr(f, "num_classes", None)
+    if threat == "oblivious" or defense is None:
+        return View(f, classes, "oblivious" if defense is None else f"{threat}(none)")
+    randomised = bool(getattr(defense, "randomised", False))
+    if randomised and key is None:
+        raise ValueError(f"the {threat} threat model on the randomised defense {defense!r} needs a key")
     if threat == "through":
-        return lambda x: f(defense(x, key))
+        return View(lambda x: f(defense(x, key)), classes, "through")
     if threat == "bpda":
-        undefended = bpda(defense, key)
-        return lambda x: f(undefended(x))
-    if threat == "eot":
-        if not getattr(defense, "randomised", False):
-            return lambda x: f(defense(x, key))
-        if key is None:
-            raise ValueError("eot on a randomised defense needs a key")
-        keys = jax.random.split(key, eot_samples)
-        return lambda x: jnp.mean(jnp.stack([f(defense(x, k)) for k in keys]), axis=0)
-    raise ValueError(f"unknown threat model {threat!r}; valid: {', '.join(THREATS)}")
+        forward = bpda(defense, key)
+        return View(lambda x: f(forward(x)), classes, "bpda")
+    if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
+        raise ValueError(f"eot_samples must be an int >= 1, got {eot_samples!r}")
+    if not randomised:
+        return View(lambda x: f(defense(x, key)), classes, "eot(deterministic: through)")
+    return EOTView(f, defense, list(jax.random.split(key, eot_samples)), classes)

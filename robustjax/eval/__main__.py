@@ -1,0 +1,5 @@
+import sys
+
+from robustjax.eval.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""``python -m robustjax.eval [run] [options]`` and ``python -m robustjax.eval report --out DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from robustjax.eval import config as C
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m robustjax.eval",
+        description="Run an experiment grid (datasets x models x defenses x attacks x eps x threat models). "
+        "With no arguments: the quick-start (efficientnet_lite0 on foolbox's 20 ImageNet photos). "
+        "Finished cells are stored in OUT/results.jsonl and skipped on rerun. "
+        "Other commands: `report --out DIR` (tables + plots), `list` (valid names).",
+    )
+    C.add_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not render the report after the run")
+    return p
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m robustjax.eval report", description="Render OUT/results.jsonl as markdown + CSV tables and plots.")
+    p.add_argument("--out", required=True, help="results directory")
+    p.add_argument("--no-plots", action="store_true")
+    return p
+
+
+def list_names(components=None) -> str:
+    from robustjax import data
+    from robustjax.eval.components import default
+
+    comp = components or default()
+    lines = ["datasets: " + ", ".join(data.valid_names()), "threat models: " + ", ".join(C.THREATS)]
+    for what, fn in (("models", comp.model_names), ("attacks", comp.attack_names)):
+        try:
+            names = fn()
+        except ImportError as e:
+            names = [f"(unavailable: {e})"]
+        lines.append(f"{what}: " + ", ".join(names or ["(registry lists none)"]))
+    from robustjax.defenses import valid_forms
+
+    lines.append("defenses: " + ", ".join(valid_forms()))
+    return "\n".join(lines)
+
+
+def main(argv=None, components=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        args = _report_parser().parse_args(argv[1:])
+        from robustjax.eval.report import render
+
+        print(render(args.out, plots=not args.no_plots))
+        return 0
+    if argv[:1] == ["list"]:
+        print(list_names(components))
+        return 0
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
+    args = _run_parser().parse_args(argv)
+    try:
+        cfg = C.from_args(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from robustjax.eval.components import default
+    from robustjax.eval.mesh import maybe_initialize_distributed
+    from robustjax.eval.runner import Runner, validate
+
+    comp = components or default()
+    try:
+        validate(cfg, comp)  # names and shapes, before jax touches a device
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    maybe_initialize_distributed()
+    runner = Runner(cfg, comp, progress=not args.no_progress)
+    try:
+        records = runner.run()
+    except KeyboardInterrupt:
+        n = len(runner.store.records())
+        print(f"\ninterrupted: {n} finished cell(s) are stored in {runner.store.path}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if runner.mesh.process_index == 0:
+        from robustjax.eval.report import render, summary_table
+
+        print(f"\n{cfg.name}: {cfg.dataset}, {records[0]['n_images'] if records else 0} images, results in {runner.store.path}\n")
+        print(summary_table(records))
+        if not args.no_report:
+            try:
+                render(cfg.out)
+                print(f"\nreport: {runner.store.dir / 'report.md'}")
+            except Exception as e:  # the results are safe; a plotting problem must not hide them
+                print(f"warning: report not rendered ({type(e).__name__}: {e})", file=sys.stderr)
+    return 0

@@ -1,0 +1,205 @@
+"""Experiment configurations: ``experiments/<paper>_<table>.py`` files and command-line overrides.
+
+A config file defines ``get_config()`` returning an ``ml_collections.ConfigDict`` (a plain dict
+works too) with the keys of :data:`KEYS`. Budgets (``eps``) are in pixel units on [0, 1]
+(``4/255``); ``attacks`` entries are names or dicts ``{"name": ..., **hparams}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+from fractions import Fraction
+from pathlib import Path
+
+import ml_collections
+
+KEYS = {
+    "name": "experiment name shown in reports",
+    "dataset": "dataset name (robustjax.data.valid_names())",
+    "data_dir": "where to read it (default $ROBUSTJAX_DATA/<folder>)",
+    "n": "number of images (seeded random subset), None = all",
+    "seed": "subset and attack randomness seed",
+    "models": "classifier names for robustjax.models.load",
+    "weights": "weights path/name for every model (None = each model's default)",
+    "head": "output head, e.g. 'imagenette' (10 logits), None = all classes",
+    "defenses": "defense spec strings for robustjax.defenses.get",
+    "attacks": "attack names or {'name': ..., **hparams} dicts for robustjax.attacks.get",
+    "eps": "budgets in pixel units on [0, 1]; 0 = clean accuracy",
+    "threats": "threat models: oblivious, through, bpda, eot",
+    "eot_samples": "defense draws averaged by the eot threat model",
+    "batch_size": "global batch size (rounded up to a multiple of the device count)",
+    "out": "results directory (JSON-lines store results.jsonl, report files)",
+    "layout": "report layout hint: 'table' (default) or 'sequential'",
+}
+
+from robustjax.attacks.threat import THREATS  # noqa: E402  (oblivious, through, bpda, eot)
+
+
+def quickstart() -> ml_collections.ConfigDict:
+    """The no-argument run: pretrained efficientnet_lite0 on foolbox's 20 ImageNet photos."""
+    return ml_collections.ConfigDict(
+        {
+            "name": "quickstart",
+            "dataset": "foolbox_imagenet",
+            "data_dir": None,
+            "n": None,
+            "seed": 0,
+            "models": ["efficientnet_lite0"],
+            "weights": None,
+            "head": None,
+            "defenses": ["none", "jpeg:25"],
+            "attacks": ["fgsm", "ifgsm", "pgd"],
+            "eps": [0.0, 2 / 255, 4 / 255, 8 / 255],
+            "threats": ["oblivious", "through", "bpda"],
+            "eot_samples": 8,
+            "batch_size": 10,
+            "out": "results/quickstart",
+            "layout": "table",
+        }
+    )
+
+
+def load_file(path: str | Path) -> ml_collections.ConfigDict:
+    """Run ``path``'s ``get_config()`` and fill missing keys from :func:`quickstart`'s defaults."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    spec = importlib.util.spec_from_file_location(f"robustjax_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"config file {path} defines no get_config()")
+    cfg = module.get_config()
+    cfg = dict(cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else cfg)
+    unknown = sorted(set(cfg) - set(KEYS))
+    if unknown:
+        raise ValueError(f"config {path}: unknown keys {unknown}; valid keys: {sorted(KEYS)}")
+    base = quickstart().to_dict()
+    base.update(cfg)
+    base.setdefault("name", path.stem)
+    if "name" not in cfg:
+        base["name"] = path.stem
+    return ml_collections.ConfigDict(base)
+
+
+def parse_eps(text: str) -> list[float]:
+    """``"0,2/255,4/255"`` or ``"0,0.0157"`` -> floats in pixel units."""
+    out = []
+    for tok in str(text).split(","):
+        tok = tok.strip()
+        if not tok:
+            continue
+        try:
+            out.append(float(Fraction(tok)) if "/" in tok else float(tok))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"bad eps value {tok!r}: use a number in pixel units (0.0314) or a fraction (8/255)") from None
+    return out
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _attack(text: str):
+    """``ifgsm`` or ``pgd:steps=20:alpha=0.001`` -> name or {name, **hparams}."""
+    name, *opts = text.split(":")
+    if not opts:
+        return name
+    hp = {"name": name}
+    for o in opts:
+        if "=" not in o:
+            raise ValueError(f"bad attack option {o!r} in {text!r}: use NAME:key=value")
+        k, v = o.split("=", 1)
+        try:
+            hp[k] = float(Fraction(v)) if "/" in v else (int(v) if v.lstrip("-").isdigit() else float(v))
+        except ValueError:
+            hp[k] = {"true": True, "false": False}.get(v.lower(), v)
+    return hp
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="experiment file defining get_config() (default: the quick-start)")
+    p.add_argument("--dataset", help="dataset name")
+    p.add_argument("--data-dir", help="dataset location")
+    p.add_argument("--model", help="comma-separated classifier names")
+    p.add_argument("--weights", help="weights for the model(s)")
+    p.add_argument("--head", help="output head (e.g. imagenette); 'none' for all classes")
+    p.add_argument("--defense", help="comma-separated defense specs (e.g. none,jpeg:25,seq:3:jpeg:25)")
+    p.add_argument("--attack", help="comma-separated attacks, options as NAME:key=value (e.g. pgd:steps=20)")
+    p.add_argument("--eps", help="comma-separated budgets, e.g. 0,2/255,4/255")
+    p.add_argument("--threat", help=f"comma-separated threat models ({', '.join(THREATS)})")
+    p.add_argument("--n", type=int, help="number of images (seeded subset); 0 = all")
+    p.add_argument("--seed", type=int, help="seed for the subset and the attacks")
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--out", help="results directory")
+
+
+def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
+    """The config file (or the quick-start) with the command line's overrides applied."""
+    cfg = load_file(args.config) if args.config else quickstart()
+    cfg = ml_collections.ConfigDict(copy.deepcopy(cfg.to_dict()))
+    overridden = any(getattr(args, k, None) is not None for k in ("dataset", "data_dir", "model", "weights", "head", "defense", "attack", "eps", "threat", "n", "seed"))
+    if not args.config and overridden:
+        cfg.name = "custom"
+    if args.dataset is not None:
+        cfg.dataset = args.dataset
+    if args.data_dir is not None:
+        cfg.data_dir = args.data_dir
+    if args.model is not None:
+        cfg.models = _split(args.model)
+    if args.weights is not None:
+        cfg.weights = args.weights
+    if args.head is not None:
+        cfg.head = None if args.head.lower() == "none" else args.head
+    if args.defense is not None:
+        cfg.defenses = _split(args.defense)
+    if args.attack is not None:
+        cfg.attacks = [_attack(a) for a in _split(args.attack)]
+    if args.eps is not None:
+        cfg.eps = parse_eps(args.eps)
+    if args.threat is not None:
+        cfg.threats = _split(args.threat)
+    if args.n is not None:
+        cfg.n = None if args.n == 0 else args.n
+    if args.seed is not None:
+        cfg.seed = args.seed
+    if args.batch_size is not None:
+        cfg.batch_size = args.batch_size
+    if args.out is not None:
+        cfg.out = args.out
+    return cfg
+
+
+def attack_entry(a) -> tuple[str, dict]:
+    """A config ``attacks`` entry -> (name, hparams)."""
+    if isinstance(a, str):
+        return a, {}
+    d = dict(a.to_dict() if isinstance(a, ml_collections.ConfigDict) else a)
+    if "name" not in d:
+        raise ValueError(f"attack entry {d} has no 'name'")
+    name = d.pop("name")
+    return name, d
+
+
+def check_shape(cfg) -> None:
+    """ValueError for a malformed config (types, empty lists, bad eps), before any I/O."""
+    for key in ("models", "defenses", "attacks", "eps", "threats"):
+        v = cfg.get(key)
+        if not v or isinstance(v, str):
+            raise ValueError(f"config key {key!r} must be a non-empty list, got {v!r}")
+    bad = [e for e in cfg.eps if not isinstance(e, int | float) or not 0 <= float(e)]
+    if bad:
+        raise ValueError(f"eps values must be non-negative numbers (pixel units on [0, 1], e.g. 8/255), got {bad}")
+    unknown = [t for t in cfg.threats if t not in THREATS]
+    if unknown:
+        raise ValueError(f"unknown threat model(s) {unknown}; valid: {', '.join(THREATS)}")
+    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
+    if cfg.n is not None and (not isinstance(cfg.n, int) or cfg.n < 1):
+        raise ValueError(f"n must be a positive integer or None (all images), got {cfg.n!r}")
+    if not cfg.get("out"):
+        raise ValueError("config key 'out' (results directory) is empty")
+    for a in cfg.attacks:
+        attack_entry(a)

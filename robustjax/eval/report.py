@@ -1,0 +1,287 @@
+"""Tables (markdown + CSV) and plots from a results store, in the layouts of seed 000's tables.
+
+- Grid table (Tables 2 and 5; Table 6 when the defenses are JPEG qualities): rows
+  Attack | Model | Defense | Threat, one column per eps (``0`` = clean accuracy).
+- Sequential table (Tables 9-11): for defenses ``seq:N:X`` (``X`` counts as N=1), rows N and, per
+  eps, the threat models side by side (through | bpda): a white-box accuracy that rises with N
+  while BPDA stays low is the signature of obfuscated gradients.
+- Plots: accuracy vs eps per (dataset, model, attack), a colour per defense, solid = oblivious,
+  dashed = through, dotted = bpda, dash-dot = eot; and accuracy vs N for sequential defenses.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import defaultdict
+from fractions import Fraction
+from pathlib import Path
+
+from robustjax.eval.store import Store
+
+THREAT_ORDER = {"oblivious": 0, "through": 1, "bpda": 2, "eot": 3}
+LINESTYLE = {"oblivious": "-", "through": "--", "bpda": ":", "eot": "-."}
+_SEQ = re.compile(r"^seq:(\d+):(.+)$")
+
+
+def eps_label(e: float) -> str:
+    """0.0313725 -> '8/255'; exact fractions of 255 shown as such, others as decimals."""
+    if e == 0:
+        return "0"
+    k = e * 255
+    if abs(k - round(k)) < 1e-4:
+        return f"{round(k)}/255"
+    return f"{e:.4g}"
+
+
+def attack_label(rec: dict) -> str:
+    s = rec["settings"]
+    hp = s.get("hparams") or {}
+    return s["attack"] + "".join(f":{k}={v}" for k, v in sorted(hp.items()))
+
+
+def latest(records: list[dict]) -> list[dict]:
+    """One record per key (the last written), in first-seen order."""
+    by = {}
+    for r in records:
+        by[r["key"]] = r
+    return list(by.values())
+
+
+def long_rows(records: list[dict]) -> list[dict]:
+    rows = []
+    for r in records:
+        s = r["settings"]
+        for e, a, c in zip(r["eps"], r["accuracy"], r["correct"]):
+            rows.append({
+                "experiment": r.get("experiment"), "dataset": s["dataset"], "n_images": r["n_images"], "model": s["model"],
+                "head": s.get("head"), "defense": s["defense"], "attack": attack_label(r), "threat": s["threat"],
+                "eps": e, "eps_label": eps_label(e), "accuracy": a, "correct": c,
+                "per_image_s": r["timing"]["per_image_s"], "devices": r.get("devices"), "platform": r.get("platform"), "git": r.get("git"),
+            })
+    return rows
+
+
+def _order(values):
+    return list(dict.fromkeys(values))
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _csv(header, rows) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _blank_repeats(rows: list[list[str]], ncols: int) -> list[list[str]]:
+    """Paper style: leave a leading cell empty when it repeats the row above (within its group)."""
+    out, prev = [], [None] * ncols
+    for r in rows:
+        shown, same = list(r), True
+        for j in range(ncols):
+            same = same and r[j] == prev[j]
+            if same:
+                shown[j] = ""
+        out.append(shown)
+        prev = r
+    return out
+
+
+def grid_table(records: list[dict], fmt: str = "{:.3f}") -> tuple[list[str], list[list[str]]]:
+    """Header and rows (Attack | Model | Defense | Threat | eps...), full (unblanked) cells.
+    Columns are L-inf budgets, or L2 bounds for minimum-norm attacks (records with budget l2_bound)."""
+    eps = sorted({e for r in records for e in r["eps"]})
+    l2 = any(r.get("budget") == "l2_bound" for r in records)
+    label = (lambda e: f"L2<={e:g}") if l2 else eps_label
+    attacks = _order(attack_label(r) for r in records)
+    models = _order(r["settings"]["model"] for r in records)
+    defenses = _order(r["settings"]["defense"] for r in records)
+    recs = sorted(records, key=lambda r: (attacks.index(attack_label(r)), models.index(r["settings"]["model"]),
+                                          defenses.index(r["settings"]["defense"]), THREAT_ORDER.get(r["settings"]["threat"], 9)))
+    header = ["Attack", "Model", "Defense", "Threat"] + [label(e) for e in eps]
+    rows = []
+    for r in recs:
+        acc = dict(zip(r["eps"], r["accuracy"]))
+        s = r["settings"]
+        rows.append([attack_label(r), s["model"], s["defense"], s["threat"]] + [fmt.format(acc[e]) if e in acc else "" for e in eps])
+    return header, rows
+
+
+def sequential_groups(records: list[dict]) -> dict:
+    """(dataset, model, attack, base defense) -> {N: [records]} for seq:N:X defenses (X alone = N=1)."""
+    bases = defaultdict(dict)
+    for r in records:
+        m = _SEQ.match(r["settings"]["defense"])
+        if m:
+            bases[(r["settings"]["dataset"], r["settings"]["model"], attack_label(r), m[2])] = {}
+    groups = {}
+    for k in bases:
+        g = defaultdict(list)
+        for r in records:
+            s = r["settings"]
+            if (s["dataset"], s["model"], attack_label(r)) != k[:3]:
+                continue
+            m = _SEQ.match(s["defense"])
+            if m and m[2] == k[3]:
+                g[int(m[1])].append(r)
+            elif s["defense"] == k[3]:
+                g[1].append(r)
+        groups[k] = dict(sorted(g.items()))
+    return groups
+
+
+def sequential_table(group: dict, fmt: str = "{:.3f}") -> tuple[list[str], list[list[str]]]:
+    """Rows N; columns clean, then per eps > 0 each threat model side by side."""
+    recs = [r for rs in group.values() for r in rs]
+    eps = sorted({e for r in recs for e in r["eps"] if e > 0})
+    threats = sorted({r["settings"]["threat"] for r in recs}, key=lambda t: THREAT_ORDER.get(t, 9))
+    header = ["N", "clean"] + [f"{t} {eps_label(e)}" for e in eps for t in threats]
+    rows = []
+    for n, rs in group.items():
+        by_t = {r["settings"]["threat"]: dict(zip(r["eps"], r["accuracy"])) for r in rs}
+        clean = next((a[0.0] for a in by_t.values() if 0.0 in a), None)
+        row = [str(n), "" if clean is None else fmt.format(clean)]
+        for e in eps:
+            for t in threats:
+                a = by_t.get(t, {})
+                row.append(fmt.format(a[e]) if e in a else "")
+        rows.append(row)
+    return header, rows
+
+
+def _slug(*parts) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(str(p) for p in parts)).strip("_")
+
+
+def plot_grid(records: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    defenses = _order(r["settings"]["defense"] for r in records)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for r in sorted(records, key=lambda r: (defenses.index(r["settings"]["defense"]), THREAT_ORDER.get(r["settings"]["threat"], 9))):
+        s = r["settings"]
+        xs = [e * 255 for e in r["eps"]]
+        order = sorted(range(len(xs)), key=xs.__getitem__)
+        ax.plot([xs[i] for i in order], [r["accuracy"][i] for i in order], LINESTYLE.get(s["threat"], "-"), marker="o", ms=3,
+                color=colors[defenses.index(s["defense"]) % len(colors)], label=f"{s['defense']} ({s['threat']})")
+    ax.set_xlabel("eps (x/255)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_sequential(group: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [r for rs in group.values() for r in rs]
+    eps = sorted({e for r in recs for e in r["eps"] if e > 0})
+    threats = sorted({r["settings"]["threat"] for r in recs}, key=lambda t: THREAT_ORDER.get(t, 9))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ns = list(group)
+    for i, e in enumerate(eps):
+        for t in threats:
+            ys = []
+            for n in ns:
+                a = next((dict(zip(r["eps"], r["accuracy"])) for r in group[n] if r["settings"]["threat"] == t), {})
+                ys.append(a.get(e, float("nan")))
+            ax.plot(ns, ys, LINESTYLE.get(t, "-"), marker="o", ms=3, color=colors[i % len(colors)], label=f"{t} {eps_label(e)}")
+    ax.set_xlabel("N (sequential rounds)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render(out: str | Path, plots: bool = True) -> str:
+    """Write ``report.md``, ``*.csv`` and ``plots/*.png`` into ``out``; return the markdown."""
+    out = Path(out)
+    records = latest(Store(out).records())
+    if not records:
+        raise FileNotFoundError(f"no results in {out / 'results.jsonl'}")
+    md = [f"# robustjax results ({out})", ""]
+    rows = long_rows(records)
+    (out / "results_long.csv").write_text(_csv(list(rows[0]), [list(r.values()) for r in rows]))
+    plot_dir = out / "plots"
+    if plots:
+        plot_dir.mkdir(exist_ok=True)
+    by_ds = defaultdict(list)
+    for r in records:
+        by_ds[(r.get("experiment") or "", r["settings"]["dataset"])].append(r)
+    for (exp, ds), recs in by_ds.items():
+        n = sorted({r["n_images"] for r in recs})
+        pis = sorted(r["timing"]["per_image_s"] for r in recs)
+        title = f"{exp}: {ds}" if exp else ds
+        ds = _slug(exp, ds) if exp else ds
+        md += [f"## {title} ({', '.join(map(str, n))} images)", "",
+               "Accuracy of the defended model f(d(x_adv)); columns are L-inf budgets (0 = clean). "
+               "Threat models: oblivious = attack the bare classifier (seed 000's Through=False), "
+               "through = differentiate the defense (Through=True), bpda = defense forward, identity backward.", ""]
+        for budget in _order(r.get("budget", "linf") for r in recs):
+            part = [r for r in recs if r.get("budget", "linf") == budget]
+            header, body = grid_table(part)
+            if budget == "l2_bound":
+                md += ["Minimum-norm attacks: an image counts as broken at bound b only if the attack fooled the "
+                       "defended model with a perturbation of L2 norm <= b (pixel units); otherwise its clean prediction counts.", ""]
+            md += [_md(header, _blank_repeats(body, 4)), ""]
+            (out / f"table_{_slug(ds)}{'_l2' if budget == 'l2_bound' else ''}.csv").write_text(_csv(header, body))
+        md += [f"Per-image time over all eps of a cell: median {pis[len(pis) // 2]:.3f} s "
+               f"(min {pis[0]:.3f}, max {pis[-1]:.3f}) on {recs[0].get('devices')} {recs[0].get('platform')} device(s).", ""]
+        for k, group in sequential_groups(recs).items():
+            _, model, attack, base = k
+            header, body = sequential_table(group)
+            md += [f"### Sequential {base}: {model}, {attack}", "",
+                   "Rows: rounds N. A through-attack accuracy that grows with N while BPDA stays low means the "
+                   "gradient is obfuscated, not that the defense got stronger.", "", _md(header, body), ""]
+            name = _slug("seq", ds, model, attack, base)
+            (out / f"{name}.csv").write_text(_csv(header, body))
+            if plots:
+                plot_sequential(group, plot_dir / f"{name}.png", f"{title}: {model}, {attack}, {base} x N")
+                md += [f"![{name}](plots/{name}.png)", ""]
+        if plots:
+            combos = _order((r["settings"]["model"], attack_label(r)) for r in recs)
+            for model, attack in combos:
+                sub = [r for r in recs if r["settings"]["model"] == model and attack_label(r) == attack and not _SEQ.match(r["settings"]["defense"])
+                       and r.get("budget", "linf") == "linf"]
+                if not sub:
+                    continue
+                name = _slug("acc_vs_eps", ds, model, attack)
+                plot_grid(sub, plot_dir / f"{name}.png", f"{title}: {model}, {attack}")
+                md += [f"![{name}](plots/{name}.png)", "", "(solid = oblivious, dashed = through, dotted = bpda, dash-dot = eot)", ""]
+    text = "\n".join(md)
+    (out / "report.md").write_text(text)
+    return text
+
+
+def summary_table(records: list[dict]) -> str:
+    """The grid table(s) of ``records`` as markdown (printed at the end of a run)."""
+    records = latest(records)
+    parts = []
+    for budget in _order(r.get("budget", "linf") for r in records):
+        header, body = grid_table([r for r in records if r.get("budget", "linf") == budget])
+        parts.append(_md(header, _blank_repeats(body, 4)))
+    return "\n\n".join(parts)
