@@ -486,9 +486,19 @@ def register_family(family: Family, replace: bool = False) -> Family:
     return family
 
 
+# Modules whose import registers families: the classifier zoo, and the defenses package (codec
+# modules such as comdefend/elic/hific call ``register_family`` at import time). Add a module here
+# only if it registers families and is not imported by one of these already.
+FAMILY_PROVIDERS = ["robustjax.models.zoo", "robustjax.defenses"]
+
+
 def _ensure_builtin_families() -> None:
-    # The built-in families live beside the models; importing the zoo registers them.
-    importlib.import_module("robustjax.models.zoo")
+    for name in FAMILY_PROVIDERS:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
 
 
 def get_family(name: str) -> Family:
