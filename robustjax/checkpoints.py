@@ -436,6 +436,22 @@ class Family:
     ``ROBUSTJAX_WEIGHTS`` (``"cifar10-resnet/resnet20-*.th"``) or a callable returning an absolute path
     (pip-shipped files). ``sha256``: the pinned hash of the published file, when known; otherwise a
     hex prefix in the file name (``resnet20-12fca82f.th``, the torch-hub convention) is checked.
+
+    Plugging in a codec (e.g. in ``robustjax/defenses/comdefend.py``, which ``robustjax.defenses``
+    imports, so the family is known to ``get_family`` and the CLI)::
+
+        from robustjax.checkpoints import Family, read_numpy, register_family
+
+        def read_checkpoint(path):            # enc file given; the dec file sits beside it
+            enc = read_numpy(path, allow_pickle=True)["w"]  # object array: pin the sha256!
+            ...
+            return {"com.0.kernel": ..., ...}  # keys that RULES map (identity rules are fine)
+
+        register_family(Family("comdefend", "robustjax.defenses.comdefend", {"code_channels": 12},
+                               weights="comdefend/enc20_0.0001.npy", sha256="..."))
+
+    The module named must define ``create`` and ``RULES`` as above; ``convert``/``resolve`` and
+    ``python -m checkpoints_convert comdefend SRC DST`` then work unchanged.
     """
 
     name: str
