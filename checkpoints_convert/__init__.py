@@ -1,6 +1,4 @@
-"""Command-line converter: ``python -m checkpoints_convert FAMILY SRC DST``.
+"""Command-line converter from published checkpoints to robustjax (orbax + metadata JSON).
 
-A thin front end over :mod:`robustjax.checkpoints` (imports run ``checkpoints_convert -> robustjax``
-only): the key maps live beside each model/codec in robustjax, which also uses them to convert
-files found in ``ROBUSTJAX_WEIGHTS`` on first use.
+A thin front end over :mod:`robustjax.checkpoints`; see ``python -m checkpoints_convert --help``.
 """

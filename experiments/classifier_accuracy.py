@@ -8,7 +8,7 @@
   cost ResNet-20 about 11 points against the lossless 91.8%) and foolbox's 20 lossless CIFAR-10 PNGs.
 
 ``--torch`` also runs the PyTorch references on the same decoded pixels (efficientnet_lite_pytorch
-with the same weights; the CIFAR ResNets through tests/test_cifar_resnet.py's reference).
+with the same weights; the CIFAR ResNets through the option-A reference in tests/test_models.py).
 """
 
 from __future__ import annotations
@@ -54,6 +54,21 @@ def imagenette_val(root: Path):
 def cifar10_jpeg(root: Path):
     files = [(f, c) for c, n in enumerate(CIFAR10) for f in sorted((root / n).glob("*.jpg"))]
     return np.stack([_img(f) for f, _ in files]), np.array([c for _, c in files])
+
+
+def torch_cifar_resnet(depth: int):
+    """The PyTorch option-A reference of tests/test_models.py with the published weights."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_models import _TorchCifarResNet
+
+    root = Path(os.environ.get("ROBUSTJAX_WEIGHTS", "../shared/weights")) / "cifar10-resnet"
+    path = sorted(root.glob(f"resnet{depth}-*.th"))[-1]
+    sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    model = _TorchCifarResNet(depth)
+    model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
+    return model.eval()
 
 
 def predict(f, x, batch=100):
@@ -120,21 +135,14 @@ def main(argv=None):
     else:
         print(f"skipping Imagenette: {root} not found", file=sys.stderr)
 
-    if args.torch:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from test_cifar_resnet import _torch_model  # the reference network lives with its parity test
-        import torch
-
-        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        cifar_pre = lambda t: (t - mean) / std  # noqa: E731
+    cifar_pre = lambda t: t  # noqa: E731  (the reference normalises inside, like ours)
     fx, fy = foolbox_set("cifar10")
     root = data / "cifar10-test-jpeg"
     cx, cy = cifar10_jpeg(root) if root.is_dir() else (None, None)
     for depth in [int(d) for d in args.cifar_depths.split(",")]:
         name = f"cifar_resnet{depth}"
         clf = load(name)
-        tm = _torch_model(depth) if args.torch else None
+        tm = torch_cifar_resnet(depth) if args.torch else None
         ref = (torch_predict(tm, fx, cifar_pre) == fy).mean() if tm else None
         report(name, "foolbox_cifar10 (lossless)", len(fy), (predict(clf, fx) == fy).mean(), ref)
         if cx is not None:

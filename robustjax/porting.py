@@ -87,14 +87,15 @@ def _path_str(path: tuple) -> str:
 
 def map_keys(
     source: Mapping[str, np.ndarray], rules: Iterable[Rule | Ignore]
-) -> tuple[dict[str, tuple[str, np.ndarray]], list[str], list[str]]:
+) -> tuple[dict[str, tuple[str, np.ndarray]], list[str], list[str], list[str]]:
     """Apply ``rules`` to ``source`` (first matching rule wins).
 
-    Returns (target path -> (source key, transformed array), unmapped source keys, ignored source keys).
+    Returns (target path -> (source key, transformed array), unmapped source keys, ignored source
+    keys, shape errors of arrays the layout transform cannot take).
     """
     compiled = [(re.compile(r.source), r) for r in rules]
     mapped: dict[str, tuple[str, np.ndarray]] = {}
-    unmapped, ignored = [], []
+    unmapped, ignored, bad_shapes = [], [], []
     for key, value in source.items():
         for pattern, rule in compiled:
             match = pattern.fullmatch(key)
@@ -106,11 +107,14 @@ def map_keys(
                 target = match.expand(rule.target)
                 if target in mapped:
                     raise CheckpointMismatchError(unmapped=[f"{key} (-> {target}, already filled by {mapped[target][0]})"])
-                mapped[target] = (key, rule.transform(np.asarray(value)))
+                try:
+                    mapped[target] = (key, rule.transform(np.asarray(value)))
+                except ValueError:
+                    bad_shapes.append(f"{key} -> {target}: checkpoint shape {np.shape(value)} does not fit the layout")
             break
         else:
             unmapped.append(key)
-    return mapped, unmapped, ignored
+    return mapped, unmapped, ignored, bad_shapes
 
 
 def load_into(module: nnx.Module, source: Mapping[str, np.ndarray], rules: Iterable[Rule | Ignore], context: str = "") -> list[str]:
@@ -120,13 +124,13 @@ def load_into(module: nnx.Module, source: Mapping[str, np.ndarray], rules: Itera
     one rule, with the same shape; otherwise ``CheckpointMismatchError`` names each offending key and
     the module is left untouched. Returns the source keys that ``Ignore`` rules skipped.
     """
-    mapped, unmapped, ignored = map_keys(source, rules)
+    mapped, unmapped, ignored, mismatch = map_keys(source, rules)
     _, state = nnx.split(module)
     flat = dict(nnx.to_flat_state(state))
     targets = {_path_str(path): variable for path, variable in flat.items()}
     unmapped += [f"{key} (-> {t}, no such parameter)" for t, (key, _) in mapped.items() if t not in targets]
     missing = [t for t in targets if t not in mapped]
-    mismatch = [
+    mismatch += [
         f"{mapped[t][0]} -> {t}: model {tuple(v.get_value().shape)}, checkpoint {tuple(mapped[t][1].shape)}"
         for t, v in targets.items()
         if t in mapped and tuple(v.get_value().shape) != tuple(mapped[t][1].shape)
@@ -136,3 +140,17 @@ def load_into(module: nnx.Module, source: Mapping[str, np.ndarray], rules: Itera
     for t, variable in targets.items():
         variable.set_value(jnp.asarray(mapped[t][1], dtype=variable.get_value().dtype))
     return ignored
+
+
+def batchnorm_rules(source: str, target: str) -> list[Rule | Ignore]:
+    """The five entries of a PyTorch BatchNorm (``source`` prefix) -> ``nnx.BatchNorm`` at ``target``.
+
+    ``source`` is a regex fragment (escape dots); ``target`` may use its groups.
+    """
+    return [
+        Rule(source + r"\.weight", target + ".scale"),
+        Rule(source + r"\.bias", target + ".bias"),
+        Rule(source + r"\.running_mean", target + ".mean"),
+        Rule(source + r"\.running_var", target + ".var"),
+        Ignore(source + r"\.num_batches_tracked"),
+    ]

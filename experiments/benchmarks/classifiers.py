@@ -81,25 +81,21 @@ def bench_pair(label, jax_fn, jax_state, torch_model, x_np, y_np, repeats):
 
 
 def cifar_resnet20(batch, repeats):
-    import torch
+    from flax import nnx
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests"))
-    from test_cifar_resnet import TorchCifarResNet, _torch_model  # noqa: F401  (the reference net)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from classifier_accuracy import torch_cifar_resnet  # the option-A PyTorch reference, real weights
     from robustjax.models import load
 
     clf = load("cifar_resnet20")
-    ref = _torch_model(20)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
-    class Normalised(torch.nn.Module):
-        def forward(self, x):
-            return ref((x - mean) / std)
+    def apply(state, x):
+        return nnx.merge(clf.graphdef, state)(x)
 
     rng = np.random.default_rng(0)
     x = rng.random((batch, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 10, batch)
-    return bench_pair(f"cifar_resnet20 batch {batch}x32", clf.apply, clf.state, Normalised().eval(), x, y, repeats)
+    return bench_pair(f"cifar_resnet20 batch {batch}x32", apply, clf.state, torch_cifar_resnet(20), x, y, repeats)
 
 
 def resnet50(batch, repeats):

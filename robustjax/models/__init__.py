@@ -1,11 +1,11 @@
-"""Flax NNX classifiers taking float32 NHWC images in [0, 1]; ``load(name)`` gives a pure function.
+"""Classifiers converted exactly from published PyTorch weights, as pure functions of images.
 
-Each model module (``cifar_resnet``, ``small_cnn``, ``efficientnet_lite``, ``resnet``, ``vit``)
-follows one interface: ``NUM_CLASSES``, ``INPUT_SIZE``, ``PREPROCESSING``, ``create(rngs=None,
-**config)`` and ``RULES`` (the key map from the published PyTorch state dict). ``zoo`` registers
-them by name and as checkpoint families.
+``load(name, weights=None, head=None)``; ``names()`` lists the models. Each model module
+(``cifar_resnet``, ``efficientnet_lite``, ``small_cnn``, ``resnet``, ``vit``) holds the Flax NNX
+network, its preprocessing and the key map from its published state dict.
 """
 
-from robustjax.models.zoo import Classifier, available, load
+from robustjax.models.classifier import Classifier
+from robustjax.models.zoo import HEADS, IMAGENETTE_CLASSES, load, names
 
-__all__ = ["Classifier", "available", "load"]
+__all__ = ["Classifier", "HEADS", "IMAGENETTE_CLASSES", "load", "names"]

