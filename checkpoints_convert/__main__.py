@@ -27,6 +27,7 @@ def _value(text: str):
 
 def main(argv: list[str] | None = None) -> int:
     zoo.register_families()
+    import robustjax.defenses  # noqa: F401  (registers codec families: elic)
     p = argparse.ArgumentParser(prog="python -m checkpoints_convert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("family", nargs="?", help="architecture family, e.g. cifar_resnet, efficientnet_lite, resnet50")

@@ -6,5 +6,6 @@ Build one from a spec string with :func:`get` (``none``, ``jpeg:25``, ``seq:7:jp
 from robustjax.defenses.registry import Defense, compose, get, register, valid_forms
 from robustjax.defenses.sequential import sequential
 from robustjax.defenses.jpeg_codec import jpeg  # registers "jpeg"
+from robustjax.defenses import elic  # registers "elic" and checkpoint family "elic"
 
-__all__ = ["Defense", "compose", "get", "jpeg", "register", "sequential", "valid_forms"]
+__all__ = ["Defense", "compose", "elic", "get", "jpeg", "register", "sequential", "valid_forms"]
