@@ -152,6 +152,24 @@ def abstract(N: int = 192, M: int = 320, quality: str | None = None) -> Elic:
     return nnx.eval_shape(lambda: Elic(N, M, _groups_for(M), rngs=nnx.Rngs(0)))
 
 
+def random_fast(N: int = 192, M: int = 320, seed: int = 0) -> Elic:
+    """ELIC with He-scaled random weights drawn by NumPy (seconds, unlike ``create``); for benchmarks."""
+    model = abstract(N, M)
+    rng = np.random.default_rng(seed)
+    _, state = nnx.split(model)
+    for path, var in nnx.to_flat_state(state):
+        shape, name = var.get_value().shape, str(path[-1])
+        if name == "kernel":
+            fan_in = int(np.prod(shape[:-1]))
+            value = rng.standard_normal(shape, np.float32) * np.float32(np.sqrt(1.0 / fan_in))
+        elif name == "quantiles":
+            value = np.tile(np.asarray([-10.0, 0.0, 10.0], np.float32), (shape[0], 1, 1))
+        else:
+            value = rng.uniform(-0.1, 0.1, shape).astype(np.float32)
+        var.set_value(jnp.asarray(value))
+    return model
+
+
 def _groups_for(M: int):
     return GROUPS if M == 320 else (16, 16, 32, 64, M - 128)
 
