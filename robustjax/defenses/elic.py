@@ -217,7 +217,7 @@ def load(quality: str = "0016", weights: str | os.PathLike | None = None) -> tup
                 f"ELIC {quality} checkpoint not found ({looked}). Download {published_name(quality)} from "
                 f"{SOURCE_URL} and put it at $ROBUSTJAX_WEIGHTS/elic/{published_name(quality)} (converted on first "
                 f"use), or convert it once with `python -m checkpoints_convert elic {published_name(quality)} DST "
-                f"--set quality='\"{quality}\"'` and pass elic:{quality}:weights=DST.")
+                f"--set quality={quality}` and pass elic:{quality}:weights=DST.")
     else:
         path = Path(weights)
         if not path.exists():
