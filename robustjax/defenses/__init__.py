@@ -7,5 +7,6 @@ from robustjax.defenses.registry import Defense, compose, get, register, valid_f
 from robustjax.defenses.sequential import sequential
 from robustjax.defenses.jpeg_codec import jpeg  # registers "jpeg"
 from robustjax.defenses import comdefend  # registers "comdefend" and the checkpoint family
+from robustjax.defenses import elic  # registers "elic" and checkpoint family "elic"
 
-__all__ = ["Defense", "comdefend", "compose", "get", "jpeg", "register", "sequential", "valid_forms"]
+__all__ = ["Defense", "comdefend", "compose", "elic", "get", "jpeg", "register", "sequential", "valid_forms"]

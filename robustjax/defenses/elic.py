@@ -1,0 +1,297 @@
+"""ELIC as a defense: checkpoints, the key map, size policies and the ``elic:Q`` spec.
+
+Spec: ``elic:0016`` (seed 000's policy: resize each image to the next multiple of 64, e.g.
+224 -> 256, run ELIC, resize back), ``elic:0016:pad`` (zero-pad bottom/right to a multiple of 64,
+crop back), ``elic:0016:exact`` (H, W must already be multiples of 64). Option
+``weights=PATH``: a published ``.pth.tar`` or a converted folder; default
+``$ROBUSTJAX_WEIGHTS/elic/ELIC_{Q}_ft_3980_Plateau.pth.tar``, converted on first use into
+``$ROBUSTJAX_CACHE/elic``.
+
+Published checkpoints (``ELIC_{0004,0008,0016,0032,0150,0450}_ft_3980_Plateau.pth.tar``,
+VincentChandelier/ELiC-ReImplemetation) are flat state dicts in compressai 1.1.5 naming
+(``entropy_bottleneck._matrix0``); compressai 1.2.8 names (``matrices.0``), an optional
+``state_dict`` wrapper and compressai 1.2.8's own ``Elic2022Chandelier`` layout
+(``latent_codec.hyper.*``) are accepted too (``chandelier_flat``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from robustjax import checkpoints
+from robustjax.checks import check_images
+from robustjax.defenses.elic_net import GROUPS, Elic, checkerboard_kernel_mask
+from robustjax.defenses.entropy import bits_per_pixel
+from robustjax.defenses.registry import Defense, register
+from robustjax.porting import CheckpointMismatchError, Ignore, Rule, conv_kernel, conv_transpose_kernel
+from robustjax.torch_reader import read_torch, state_dict_of
+
+QUALITIES = ("0004", "0008", "0016", "0032", "0150", "0450")
+STRIDE = 64
+POLICIES = ("resize", "pad", "exact")
+SOURCE_URL = "https://github.com/VincentChandelier/ELiC-ReImplemetation (checkpoint links in its README)"
+
+
+def published_name(quality: str) -> str:
+    return f"ELIC_{quality}_ft_3980_Plateau.pth.tar"
+
+
+# ---------------------------------------------------------------------------------------------
+# Key map: Chandelier's flat names -> Elic module paths
+# ---------------------------------------------------------------------------------------------
+RULES = [
+    # transposed convolutions (g_s.1/5/10/14, h_s.0/2)
+    Rule(r"(g_s)\.(1|5|10|14)\.weight", r"\1.layers.\2.kernel", conv_transpose_kernel),
+    Rule(r"(g_s)\.(1|5|10|14)\.bias", r"\1.layers.\2.bias"),
+    Rule(r"(h_s)\.(0|2)\.weight", r"\1.layers.\2.kernel", conv_transpose_kernel),
+    Rule(r"(h_s)\.(0|2)\.bias", r"\1.layers.\2.bias"),
+    # plain convolutions of g_a / g_s / h_a / h_s
+    Rule(r"(g_a|g_s|h_a|h_s)\.(\d+)\.weight", r"\1.layers.\2.kernel", conv_kernel),
+    Rule(r"(g_a|g_s|h_a|h_s)\.(\d+)\.bias", r"\1.layers.\2.bias"),
+    # residual bottleneck blocks
+    Rule(r"(g_a|g_s)\.(\d+)\.(conv\d)\.weight", r"\1.layers.\2.\3.kernel", conv_kernel),
+    Rule(r"(g_a|g_s)\.(\d+)\.(conv\d)\.bias", r"\1.layers.\2.\3.bias"),
+    # attention blocks: residual units conv_{a,b}.{0,1,2}.conv.{0,2,4}, and conv_b.3
+    Rule(r"(g_a|g_s)\.(\d+)\.(conv_[ab])\.(\d)\.conv\.(\d)\.weight", r"\1.layers.\2.\3.layers.\4.conv.layers.\5.kernel", conv_kernel),
+    Rule(r"(g_a|g_s)\.(\d+)\.(conv_[ab])\.(\d)\.conv\.(\d)\.bias", r"\1.layers.\2.\3.layers.\4.conv.layers.\5.bias"),
+    Rule(r"(g_a|g_s)\.(\d+)\.conv_b\.3\.weight", r"\1.layers.\2.conv_b.layers.3.kernel", conv_kernel),
+    Rule(r"(g_a|g_s)\.(\d+)\.conv_b\.3\.bias", r"\1.layers.\2.conv_b.layers.3.bias"),
+    # channel context (g_ch), spatial context (checkerboard), parameter aggregation
+    Rule(r"cc_transforms\.(\d)\.(\d)\.weight", r"cc_transforms.\1.layers.\2.kernel", conv_kernel),
+    Rule(r"cc_transforms\.(\d)\.(\d)\.bias", r"cc_transforms.\1.layers.\2.bias"),
+    Rule(r"context_prediction\.(\d)\.weight", r"context_prediction.\1.conv.kernel", conv_kernel),
+    Rule(r"context_prediction\.(\d)\.bias", r"context_prediction.\1.conv.bias"),
+    Ignore(r"context_prediction\.\d\.mask"),  # checked against the checkerboard in chandelier_flat
+    Rule(r"ParamAggregation\.(\d)\.(\d)\.weight", r"ParamAggregation.\1.layers.\2.kernel", conv_kernel),
+    Rule(r"ParamAggregation\.(\d)\.(\d)\.bias", r"ParamAggregation.\1.layers.\2.bias"),
+    # factorized prior of z
+    Rule(r"entropy_bottleneck\.(matrices|biases|factors)\.(\d)", r"entropy_bottleneck.\1.\2"),
+    Rule(r"entropy_bottleneck\.quantiles", "entropy_bottleneck.quantiles"),
+    # entropy-coder tables and constant buffers: not parameters of the forward
+    Ignore(r"entropy_bottleneck\.(_offset|_quantized_cdf|_cdf_length|target|likelihood_lower_bound\.bound)"),
+    Ignore(r"gaussian_conditional\..*"),
+]
+
+_LEGACY_EB = {"_matrix": "matrices", "_bias": "biases", "_factor": "factors"}
+_COMPRESSAI_128 = [
+    (r"latent_codec\.hyper\.(h_a|h_s|entropy_bottleneck)\.(.*)", lambda m: f"{m[1]}.{m[2]}"),
+    (r"latent_codec\.y\.channel_context\.y(\d)\.(.*)", lambda m: f"cc_transforms.{int(m[1]) - 1}.{m[2]}"),
+    (r"latent_codec\.y\.latent_codec\.y(\d)\.context_prediction\.(.*)", lambda m: f"context_prediction.{m[1]}.{m[2]}"),
+    (r"latent_codec\.y\.latent_codec\.y(\d)\.entropy_parameters\.(.*)", lambda m: f"ParamAggregation.{m[1]}.{m[2]}"),
+    (r"latent_codec\.y\.latent_codec\.y0\.y\.gaussian_conditional\.(.*)", lambda m: f"gaussian_conditional.{m[1]}"),
+    (r"latent_codec\.y\.latent_codec\.y[1-9]\.y\.gaussian_conditional\..*", None),  # copies of y0's
+]
+
+
+class NotElicCheckpointError(CheckpointMismatchError):
+    """The state dict is not an ELIC (Chandelier / compressai Elic2022Chandelier) checkpoint."""
+
+    def __init__(self, why: str, keys):
+        sample = ", ".join(sorted(keys)[:8])
+        ValueError.__init__(
+            self,
+            f"not an ELIC checkpoint: {why} (first keys: {sample}). Expected Chandelier's "
+            f"{published_name('Q')} flat state dict (keys g_a.0.weight, cc_transforms.0.0.weight, "
+            "context_prediction.0.weight, ParamAggregation.0.0.weight, entropy_bottleneck.*) or a compressai 1.2.8 "
+            "Elic2022Chandelier state_dict(); published files come from " + SOURCE_URL)
+        self.unmapped, self.missing, self.shape_mismatch = [], [], []
+
+
+def chandelier_flat(sd) -> dict[str, np.ndarray]:
+    """Any accepted ELIC state dict (see module docstring) -> Chandelier's flat names, compressai 1.2.8 EB names.
+
+    Also unwraps ``{'state_dict': ...}`` and checks any stored checkerboard masks.
+    """
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not sd:
+        raise NotElicCheckpointError(f"expected a non-empty dict of arrays, got {type(sd).__name__}", [])
+    sd = {k[len("module."):] if k.startswith("module.") else k: np.asarray(v) for k, v in sd.items()}
+    out = {}
+    for key, value in sd.items():
+        for pattern, rename in _COMPRESSAI_128:
+            m = re.fullmatch(pattern, key)
+            if m:
+                key = rename(m) if rename else None
+                break
+        if key is None:
+            continue
+        m = re.fullmatch(r"entropy_bottleneck\.(_matrix|_bias|_factor)(\d)", key)
+        if m:
+            key = f"entropy_bottleneck.{_LEGACY_EB[m[1]]}.{m[2]}"
+        out[key] = value
+    if "g_a.0.weight" not in out or "cc_transforms.0.0.weight" not in out:
+        raise NotElicCheckpointError("no g_a.0.weight / cc_transforms.0.0.weight", sd.keys())
+    want = checkerboard_kernel_mask(5)[:, :, 0, 0]
+    for k, v in out.items():
+        if k.endswith(".mask") and v.ndim == 4 and not np.array_equal(v[0, 0], want):
+            raise NotElicCheckpointError(f"{k} is not the checkerboard mask (1 where i+j is odd)", sd.keys())
+    return out
+
+
+def config_of(flat: dict) -> dict:
+    """Architecture config (N, M) read off a flat state dict's shapes."""
+    return {"N": int(flat["g_a.0.weight"].shape[0]), "M": int(flat["h_a.0.weight"].shape[1])}
+
+
+def create(N: int = 192, M: int = 320, quality: str | None = None, rngs: nnx.Rngs | None = None) -> Elic:
+    """Random-weight ELIC (``quality`` is the lambda label, metadata only). Slow on CPU (~1 min, eager init)."""
+    return Elic(N, M, _groups_for(M), rngs=rngs)
+
+
+def abstract(N: int = 192, M: int = 320, quality: str | None = None) -> Elic:
+    """ELIC with shape-only variables, to be filled by a checkpoint (``load_into`` / orbax restore); seconds."""
+    return nnx.eval_shape(lambda: Elic(N, M, _groups_for(M), rngs=nnx.Rngs(0)))
+
+
+def random_fast(N: int = 192, M: int = 320, seed: int = 0) -> Elic:
+    """ELIC with He-scaled random weights drawn by NumPy (seconds, unlike ``create``); for benchmarks."""
+    model = abstract(N, M)
+    rng = np.random.default_rng(seed)
+    _, state = nnx.split(model)
+    for path, var in nnx.to_flat_state(state):
+        shape, name = var.get_value().shape, str(path[-1])
+        if name == "kernel":
+            fan_in = int(np.prod(shape[:-1]))
+            value = rng.standard_normal(shape, np.float32) * np.float32(np.sqrt(1.0 / fan_in))
+        elif name == "quantiles":
+            value = np.tile(np.asarray([-10.0, 0.0, 10.0], np.float32), (shape[0], 1, 1))
+        else:
+            value = rng.uniform(-0.1, 0.1, shape).astype(np.float32)
+        var.set_value(jnp.asarray(value))
+    return model
+
+
+def _groups_for(M: int):
+    return GROUPS if M == 320 else (16, 16, 32, 64, M - 128)
+
+
+def rules(**_config) -> list:
+    return RULES
+
+
+def read(path) -> dict[str, np.ndarray]:
+    """Published file -> Chandelier flat dict, via the restricted torch reader (no code execution)."""
+    return chandelier_flat(state_dict_of(read_torch(path)))
+
+
+checkpoints.register_family(checkpoints.Family("elic", abstract, rules, read=read,
+                                               preprocessing={"input": "RGB [0,1] NHWC, H and W multiples of 64"}))
+
+
+def load_state_dict(sd, quality: str | None = None) -> Elic:
+    """Build ELIC from an in-memory state dict (any accepted layout); strict key map."""
+    from robustjax.porting import load_into
+
+    flat = chandelier_flat(sd)
+    model = abstract(**config_of(flat), quality=quality)
+    load_into(model, flat, RULES, context="ELIC")
+    return model
+
+
+class MissingCheckpointError(FileNotFoundError, ValueError):
+    pass
+
+
+def _quality_from_name(path: Path) -> str | None:
+    m = re.search(r"ELIC_(\d{4})", path.name)
+    return m[1] if m else None
+
+
+def load(quality: str = "0016", weights: str | os.PathLike | None = None) -> tuple[Elic, dict]:
+    """ELIC at ``quality`` from ``weights`` (published file or converted folder) or the weights directory."""
+    if weights is None:
+        root = checkpoints.weights_root()
+        path = None if root is None else root / "elic" / published_name(quality)
+        if path is None or not path.is_file():
+            looked = "ROBUSTJAX_WEIGHTS is not set" if root is None else f"looked for {path}"
+            raise MissingCheckpointError(
+                f"ELIC {quality} checkpoint not found ({looked}). Download {published_name(quality)} from "
+                f"{SOURCE_URL} and put it at $ROBUSTJAX_WEIGHTS/elic/{published_name(quality)} (converted on first "
+                f"use), or convert it once with `python -m checkpoints_convert elic {published_name(quality)} DST "
+                f"--set quality={quality}` and pass elic:{quality}:weights=DST.")
+    else:
+        path = Path(weights)
+        if not path.exists():
+            raise MissingCheckpointError(f"ELIC weights {path} do not exist (a published .pth.tar or a converted folder)")
+    if checkpoints.is_converted(path):
+        model, meta = checkpoints.load(path)
+    else:
+        model, meta = checkpoints.load_or_convert("elic", path, {"quality": quality})
+    if meta.get("family") != "elic":
+        raise ValueError(f"{path} holds a {meta.get('family')!r} checkpoint, not elic")
+    return model, meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward with rate, size policies, the defense
+# ---------------------------------------------------------------------------------------------
+def check_size(x, policy: str = "exact") -> None:
+    """Raise ValueError unless ``x`` is (N, H, W, 3) float in [0, 1] and fits ``policy``."""
+    check_images(x, channels=(3,))
+    if policy not in POLICIES:
+        raise ValueError(f"unknown ELIC size policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    h, w = x.shape[1:3]
+    if policy == "exact" and (h % STRIDE or w % STRIDE):
+        raise ValueError(f"ELIC needs H and W multiples of {STRIDE} under the 'exact' policy, got {h}x{w}; "
+                         f"use elic:Q (resize to {_ceil(h)}x{_ceil(w)} and back) or elic:Q:pad")
+
+
+def _ceil(n: int) -> int:
+    return max(STRIDE, int(math.ceil(n / STRIDE)) * STRIDE)
+
+
+def forward(model: Elic, x: jax.Array) -> dict:
+    """x (N, H, W, 3) in [0, 1], H, W % 64 == 0 -> {"x_hat", "likelihoods": {"y", "z"}, "bpp": (N,)}."""
+    check_size(x, "exact")
+    out = model(x)
+    out["bpp"] = bits_per_pixel(out["likelihoods"], x.shape[1] * x.shape[2])
+    return out
+
+
+def apply_policy(run, x: jax.Array, policy: str) -> jax.Array:
+    """Fit ``x`` to ELIC's grid by ``policy``, apply ``run`` (images -> images) and undo the fit."""
+    n, h, w, c = x.shape
+    if policy == "exact":
+        return run(x)
+    H, W = _ceil(h), _ceil(w)
+    if policy == "resize":
+        up = x if (H, W) == (h, w) else jax.image.resize(x, (n, H, W, c), "bilinear")
+        y = run(up)
+        return y if (H, W) == (h, w) else jax.image.resize(y, (n, h, w, c), "bilinear")
+    y = run(jnp.pad(x, ((0, 0), (0, H - h), (0, W - w), (0, 0))))
+    return y[:, :h, :w]
+
+
+def make_defense(model: Elic, policy: str = "resize", spec: str = "elic") -> Defense:
+    """Defense ``x -> clip(g_s(y_hat), 0, 1)`` under the size ``policy``; parameters closed over."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown ELIC size policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    graphdef, state = nnx.split(model)
+
+    def run(x):
+        return nnx.merge(graphdef, state)(x)["x_hat"]
+
+    def fn(x, key=None):
+        check_size(x, policy)
+        return jnp.clip(apply_policy(run, x, policy), 0.0, 1.0)
+
+    return Defense(spec, fn)
+
+
+@register("elic", usage="elic:Q[:resize|pad|exact][:weights=PATH] with Q in " + "/".join(QUALITIES))
+def _factory(quality: str = "0016", policy: str = "resize", weights: str | None = None) -> Defense:
+    if quality not in QUALITIES:
+        raise ValueError(f"unknown ELIC quality {quality!r}; published: {', '.join(QUALITIES)}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown ELIC size policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    model, _ = load(quality, weights)
+    return make_defense(model, policy, f"elic:{quality}")
