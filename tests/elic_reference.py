@@ -9,7 +9,7 @@ import re
 import numpy as np
 
 
-def reference_model(seed: int = 0, latent_gain: float = 8.0):
+def reference_model(seed: int = 0, latent_gain: float = 8.0, scale_bias: float = 2.0):
     import torch
     from compressai.models import Elic2022Chandelier
 
@@ -27,6 +27,11 @@ def reference_model(seed: int = 0, latent_gain: float = 8.0):
         for p in eb.matrices:
             p.add_(0.2 * torch.randn_like(p))
         net.latent_codec["hyper"].h_a[0].weight.mul_(4.0)
+        # Push the predicted scales up to the latents' spread, so that (as with trained weights) few
+        # symbols sit in the far tails where any real coder's finite precision departs from the model.
+        for k, g in enumerate(net.groups):
+            net.latent_codec["y"].latent_codec[f"y{k}"].entropy_parameters[4].bias[g:].add_(scale_bias)
+        eb._update_quantiles()  # quantiles = the density's 1e-9 tails and median, as after training
     net.eval()
     net.update(force=True)
     return net

@@ -106,3 +106,20 @@ def test_foreign_state_dict_says_what_it_expected(pair):
     with pytest.raises(CheckpointMismatchError, match="extra.weight") as err:
         elic.load_state_dict(sd)
     assert "ParamAggregation.4.layers.4.bias" in str(err.value)
+
+
+def test_real_bitstream_roundtrip_and_size(pair, ours):
+    from robustjax.defenses.elic_codec import ElicCodec
+
+    _, model, x, _ = pair
+    out, _ = ours
+    codec = ElicCodec(model)
+    data = codec.compress(x)
+    x_hat = np.asarray(codec.decompress(data))
+    assert np.abs(x_hat - out["x_hat"]).max() <= 1e-4
+    estimate = float(out["bpp"][0]) * x.shape[1] * x.shape[2] / 8
+    assert abs(len(data[0]) - estimate) / estimate <= 0.02, (len(data[0]), estimate)
+    with pytest.raises(ValueError, match="truncated"):
+        codec.decompress([data[0][:-8]])
+    with pytest.raises(ValueError, match="bad magic"):
+        codec.decompress([b"JUNK" + data[0][4:]])
