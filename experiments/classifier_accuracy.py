@@ -8,7 +8,7 @@
   cost ResNet-20 about 11 points against the lossless 91.8%) and foolbox's 20 lossless CIFAR-10 PNGs.
 
 ``--torch`` also runs the PyTorch references on the same decoded pixels (efficientnet_lite_pytorch
-with the same weights; the CIFAR ResNets through the option-A reference in tests/test_models.py).
+with the same weights; the CIFAR ResNets through the option-A reference in tests/torch_refs.py).
 """
 
 from __future__ import annotations
@@ -57,18 +57,12 @@ def cifar10_jpeg(root: Path):
 
 
 def torch_cifar_resnet(depth: int):
-    """The PyTorch option-A reference of tests/test_models.py with the published weights."""
-    import torch
-
+    """The PyTorch option-A reference of tests/torch_refs.py with the published weights."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_models import _TorchCifarResNet
+    from torch_refs import load_cifar_resnet
 
     root = Path(os.environ.get("ROBUSTJAX_WEIGHTS", "../shared/weights")) / "cifar10-resnet"
-    path = sorted(root.glob(f"resnet{depth}-*.th"))[-1]
-    sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    model = _TorchCifarResNet(depth)
-    model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
-    return model.eval()
+    return load_cifar_resnet(sorted(root.glob(f"resnet{depth}-*.th"))[-1], depth)
 
 
 def predict(f, x, batch=100):
