@@ -28,7 +28,8 @@ def check_images(x, name: str = "x", channels: tuple[int, ...] = (1, 3), check_r
     if not np.issubdtype(np.dtype(dtype), np.floating):
         raise ValueError(f"{name} must be a float array with values in [0, 1], got dtype {np.dtype(dtype).name} (divide uint8 images by 255)")
     if check_range and is_concrete(x) and np.size(x):
-        lo, hi = float(np.min(x)), float(np.max(x))
+        values = np.asarray(x)  # on the host: a jax op here would be staged into an enclosing jit
+        lo, hi = float(values.min()), float(values.max())
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{name} contains NaN or infinite values")
         if lo < 0.0 or hi > 1.0:

@@ -1,5 +1,6 @@
-"""Attacks: parity with torchattacks 3.5.1 on the real CIFAR ResNet-20 and real CIFAR-10 images,
-budget/range properties, one compilation for an eps grid, threat models, and input errors."""
+"""Attacks end to end: parity with torchattacks 3.5.1 on the real CIFAR ResNet-20 (ours converted
+to Flax, theirs the PyTorch network) and 256 real CIFAR-10 test images. Properties, threat models
+and input errors: test_attacks_unit.py; the attack rules alone: test_attacks_parity.py."""
 
 import jax
 import jax.numpy as jnp
@@ -7,13 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torchattacks
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
-from robustjax import attacks, defenses, models
+from robustjax import attacks, models
 from robustjax.attacks.base import l2_norms
-from robustjax.defenses import Defense
 
 from conftest import DATA, WEIGHTS, need
 from torch_refs import load_cifar_resnet
@@ -95,107 +93,3 @@ def test_minimum_norm_attacks_match_torchattacks(cifar, name):
     print(f"{name}: success ours {s_ours:.4f} torchattacks {s_theirs:.4f}; median L2 ours {l2_ours:.4f} torchattacks {l2_theirs:.4f}")
     assert abs(s_ours - s_theirs) <= 0.02
     assert abs(l2_ours - l2_theirs) <= 0.05 * l2_theirs
-
-
-def test_pgd_monotone_in_eps_and_one_compilation(cifar):
-    f, _, x, y = cifar
-    traces = []
-
-    def make(e):
-        traces.append(1)
-        return attacks.PGD(eps=e, random_start=False)
-
-    eps = [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 0.5]
-    acc = np.asarray(attacks.robust_accuracy(f, x[:64], y[:64], make, eps))
-    assert len(traces) == 1  # the eps grid is vmapped: one trace serves all six budgets
-    assert np.all(np.diff(acc) <= 0) and acc[-1] == 0.0
-    assert acc[0] == pytest.approx(_accuracy(f, x[:64], y[:64]))
-
-
-def _tiny(n_classes=4):
-    w = jax.random.normal(jax.random.key(1), (2 * 5 * 5, n_classes))
-
-    def f(v):
-        return jnp.tanh(v.reshape(v.shape[0], -1) * 3.0 - 1.5) @ w
-
-    f.num_classes = n_classes
-    return f
-
-
-@settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 3), eps=st.floats(0.0, 0.5), name=st.sampled_from(["fgsm", "bim", "pgd", "mifgsm"]),
-       seed=st.integers(0, 2**16))
-def test_adversarials_respect_budget_and_range(n, eps, name, seed):
-    f = _tiny()
-    x = jax.random.uniform(jax.random.key(seed), (n, 5, 5, 2))
-    y = jax.random.randint(jax.random.key(seed + 1), (n,), 0, 4)
-    adv = attacks.get(name, eps=eps, steps=3) if name != "fgsm" else attacks.get(name, eps=eps)
-    out = adv(f, x, y, key=jax.random.key(seed))
-    assert float(jnp.max(jnp.abs(out - x))) <= eps + 1e-6
-    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
-
-
-def test_pgd_l2_respects_budget():
-    f = _tiny()
-    x = jax.random.uniform(jax.random.key(0), (3, 5, 5, 2))
-    out = attacks.PGD(eps=0.3, alpha=0.1, norm="l2")(f, x, jnp.array([0, 1, 2]), key=jax.random.key(0))
-    assert float(l2_norms(out - x).max()) <= 0.3 + 1e-5 and float(out.min()) >= 0 and float(out.max()) <= 1
-
-
-def test_bpda_on_jpeg_is_at_least_as_strong_as_through(cifar):
-    """On JPEG q25, attacking through the cubic surrogate's gradient (which vanishes near integer
-    coefficients) should not beat BPDA; the test allows 2 images of noise on 64."""
-    f, _, x, y = cifar
-    jpeg = defenses.get("jpeg:25")
-    make = lambda e: attacks.BIM(eps=e, steps=10)  # noqa: E731
-    through = float(attacks.robust_accuracy(f, x[:64], y[:64], make, [4 / 255], jpeg, "through")[0])
-    bpda = float(attacks.robust_accuracy(f, x[:64], y[:64], make, [4 / 255], jpeg, "bpda")[0])
-    print(f"BIM 4/255 on JPEG q25: through {through:.3f}, bpda {bpda:.3f}")
-    assert bpda <= through + 2 / 64
-
-
-def test_eot_gets_stronger_with_more_draws():
-    """A randomised defense (additive Gaussian noise then rounding to 8 levels): averaging the
-    attacker's view over more draws lowers robust accuracy."""
-    f = _tiny()
-
-    def noisy(v, key=None):
-        v = jnp.clip(v + 0.3 * jax.random.normal(key, v.shape), 0, 1)
-        return v + jax.lax.stop_gradient(jnp.round(v * 7) / 7 - v)
-
-    d = Defense("noise", noisy, randomised=True)
-    x = jax.random.uniform(jax.random.key(3), (256, 5, 5, 2))
-    y = jnp.argmax(jax.vmap(lambda k: f(d(x, k)))(jax.random.split(jax.random.key(4), 32)).mean(0), axis=1)
-    acc = [float(attacks.robust_accuracy(f, x, y, lambda e: attacks.PGD(eps=e, steps=5, random_start=False), [0.1], d, "eot",
-                                         key=jax.random.key(5), eot_samples=k)[0]) for k in (1, 16)]
-    print(f"EOT robust accuracy with 1 and 16 draws: {acc}")
-    assert acc[1] < acc[0]
-
-
-@pytest.mark.parametrize(
-    "make, y, x, match",
-    [
-        (lambda: attacks.FGSM(eps=-0.1), [0], None, "eps must be >= 0"),
-        (lambda: attacks.PGD(steps=0), [0], None, "steps"),
-        (lambda: attacks.BIM(), [7], None, "labels must lie in 0..3"),
-        (lambda: attacks.BIM(), [-1], None, "labels must lie"),
-        (lambda: attacks.BIM(), [0, 1], None, "shape"),
-        (lambda: attacks.FGSM(), [0], 1.5, r"\[0, 1\]"),
-        (lambda: attacks.get("pgdd"), None, None, "unknown attack"),
-        (lambda: attacks.get("pgd", epsilon=0.1), None, None, "valid: eps"),
-    ],
-)
-def test_bad_input_fails_before_compute(make, y, x, match):
-    f = _tiny()
-    calls = []
-
-    def counting(v):
-        calls.append(1)
-        return f(v)
-
-    counting.num_classes = 4
-    with pytest.raises(ValueError, match=match):
-        attack = make()
-        xs = jnp.full((1, 5, 5, 2), 0.5 if x is None else x)
-        attack(counting, xs, jnp.asarray(y), key=jax.random.key(0))
-    assert not calls

@@ -1,0 +1,159 @@
+"""PGD-10 seconds per image, robustjax vs torchattacks 3.5.1, in the same run (same threads).
+
+    python experiments/benchmarks/attacks.py [--repeats 3] [--cases resnet20 resnet50 resnet50_jpeg]
+
+- ``resnet20``: CIFAR ResNet-20 (real weights when ROBUSTJAX_WEIGHTS is set, else random), batch
+  256 x 32x32; robustjax in both loop forms (unrolled and rolled ``fori_loop``) so the per-backend
+  default in robustjax/attacks/base.py can be checked.
+- ``resnet50``: ResNet-50 (random weights on both sides: the timing does not depend on them), batch
+  8 x 224; ``resnet50_jpeg``: the same through the differentiable JPEG q25 (kornia's
+  ``jpeg_codec_differentiable`` on the PyTorch side, ``jpeg:25:mode=kornia`` on ours). Skipped
+  cleanly when ``robustjax.models.resnet`` is not available. Also prints the fraction of this
+  machine's matmul peak FLOP/s that PGD-10 reaches on each side (forward + input-gradient backward
+  = 2 x 8.18 GFLOP per image per step).
+
+Ratios are torch / robustjax seconds (> 1: robustjax is faster). Timings are the best of
+``--repeats`` after a warm-up (compilation) call; both sides run with the same glibc allocator
+settings (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from common import best_of, peak_flops, reexec_with_allocator_settings  # noqa: E402
+
+RESNET50_GFLOP = 4.09 * 2  # forward FLOPs per 224x224 image (4.09 G multiply-adds)
+
+
+def _torch_cifar(depth=20):
+    import os
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    from test_models import _TorchCifarResNet  # the parity tests' reference network
+
+    ref = _TorchCifarResNet(depth)
+    root = os.environ.get("ROBUSTJAX_WEIGHTS")
+    hits = sorted((Path(root) / "cifar10-resnet").glob(f"resnet{depth}-*.th")) if root else []
+    if hits:
+        sd = torch.load(hits[-1], map_location="cpu", weights_only=True)["state_dict"]
+        ref.load_state_dict({k[len("module."):]: v for k, v in sd.items()})
+    return ref.eval(), bool(hits)
+
+
+def time_pgd(f_jax, torch_model, x, y, repeats, defense_torch=None, forms=("unrolled",)):
+    import jax
+    import jax.numpy as jnp
+    import torch
+    import torchattacks
+
+    from robustjax import attacks as A
+
+    eps = 8 / 255
+    out = {}
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    for form in forms:
+        atk = A.PGD(eps=eps, steps=10, unroll=(form == "unrolled"))
+        run = jax.jit(lambda x, y: atk(f_jax, x, y, key=jax.random.key(0)))
+        out[f"robustjax ({form})"] = best_of(lambda: run(xj, yj).block_until_ready(), repeats) / len(x)
+    model = torch_model if defense_torch is None else torch.nn.Sequential(defense_torch, torch_model)
+    ta = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=10, random_start=True)
+    xt, yt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
+    out["torchattacks"] = best_of(lambda: ta(xt, yt), repeats) / len(x)
+    return out
+
+
+def report(title, times, gflop_per_image=None, peak=None):
+    t_torch = times["torchattacks"]
+    print(f"\n{title}")
+    for k, t in times.items():
+        line = f"  {k:24s} {t:8.4f} s/image"
+        if k != "torchattacks":
+            line += f"   torch/ours = {t_torch / t:5.2f}"
+        if gflop_per_image and peak:
+            line += f"   {gflop_per_image * 1e9 / t / peak:5.1%} of peak"
+        print(line, flush=True)
+
+
+def main():
+    reexec_with_allocator_settings()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cases", nargs="+", default=["resnet20", "resnet50", "resnet50_jpeg"])
+    p.add_argument("--batch20", type=int, default=256)
+    args = p.parse_args()
+
+    import jax
+    import numpy as np
+    import torch
+
+    print(f"jax {jax.__version__} on {jax.default_backend()}, torch {torch.__version__} with {torch.get_num_threads()} threads")
+    rng = np.random.default_rng(0)
+    if "resnet20" in args.cases:
+        from robustjax import models
+
+        ref, real = _torch_cifar()
+        f = models.load("cifar_resnet20", weights=None if real else "init")
+        x = rng.random((args.batch20, 32, 32, 3), dtype=np.float32)
+        y = rng.integers(0, 10, args.batch20).astype(np.int64)
+        times = time_pgd(f, ref, x, y, args.repeats, forms=("unrolled", "rolled"))
+        report(f"PGD-10, CIFAR ResNet-20 ({'real' if real else 'random'} weights), batch {args.batch20}x32", times)
+    want50 = [c for c in args.cases if c.startswith("resnet50")]
+    if want50:
+        try:
+            from robustjax import models
+
+            f50 = models.load("resnet50", weights="init")
+            import torchvision
+        except (ImportError, ValueError) as e:
+            print(f"\nResNet-50 skipped: {e}")
+            return
+        peak = peak_flops()
+        print(f"\nmatmul peak: {peak / 1e9:.1f} GFLOP/s")
+        t50 = torchvision.models.resnet50().eval()
+        x = rng.random((8, 224, 224, 3), dtype=np.float32)
+        y = rng.integers(0, 1000, 8).astype(np.int64)
+        flop = 10 * 2 * RESNET50_GFLOP
+        if "resnet50" in want50:
+            report("PGD-10, ResNet-50, batch 8x224", time_pgd(f50, _normalised(t50), x, y, args.repeats), flop, peak)
+        if "resnet50_jpeg" in want50:
+            import kornia
+
+            from robustjax import defenses
+            from robustjax.attacks import attacker_view
+
+            d = defenses.get("jpeg:25:mode=kornia")
+            view = attacker_view("through", f50, d)
+
+            class KorniaJPEG(torch.nn.Module):
+                def forward(self, v):
+                    return kornia.enhance.jpeg_codec_differentiable(v, torch.tensor([25.0]))
+
+            report("PGD-10 through JPEG q25, ResNet-50, batch 8x224", time_pgd(view, _normalised(t50), x, y, args.repeats,
+                                                                              defense_torch=KorniaJPEG()), flop, peak)
+
+
+def _normalised(model):
+    import torch
+
+    class Norm(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+            self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+        def forward(self, v):
+            return self.m((v - self.mean) / self.std)
+
+    return Norm(model).eval()
+
+
+if __name__ == "__main__":
+    main()
