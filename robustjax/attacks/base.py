@@ -106,7 +106,8 @@ def check_labels(y, n: int, classes: int | None) -> None:
     if not np.issubdtype(np.dtype(dtype), np.integer):
         raise ValueError(f"labels must be integers, got dtype {np.dtype(dtype).name}")
     if is_concrete(y) and np.size(y):
-        lo, hi = int(np.min(y)), int(np.max(y))
+        values = np.asarray(y)  # on the host: a jax op here would be staged into an enclosing jit
+        lo, hi = int(values.min()), int(values.max())
         if lo < 0 or (classes is not None and hi >= classes):
             raise ValueError(f"labels must lie in 0..{'K-1' if classes is None else classes - 1}, got values in {lo}..{hi}")
 
