@@ -1,7 +1,8 @@
 """DeepFool (Moosavi-Dezfooli et al. 2016), L2, as torchattacks 3.5.1 runs it: per image, step to
 the nearest linearised decision boundary with an overshoot of ``overshoot`` on each step, until the
-prediction changes or ``steps`` run out (finished images are frozen inside the compiled loop; the
-stopping test is made at the start of a step, so a step is spent detecting success, as there).
+prediction changes or ``steps`` run out (finished images are frozen inside the compiled loop, which
+ends once all are; the stopping test is made at the start of a step, so a step is spent detecting
+success, as there).
 
 ``candidates``: None uses every class (torchattacks); an int k restricts the boundaries to the k
 classes ranked highest on the clean image (the label included), as the original paper does with
@@ -61,7 +62,23 @@ class DeepFool:
             moved = jnp.clip(adv + (1 + self.overshoot) * delta, 0.0, 1.0)
             return jnp.where(active[:, None, None, None], moved, adv), active
 
-        adv, _ = loop(self.steps, step, (x, jnp.ones((n,), bool)), self.unroll)
+        init = (x, jnp.ones((n,), bool))
+        if self.unroll:
+            adv, _ = loop(self.steps, step, init, True)
+            return adv
+
+        # Rolled: a device-side while loop that ends once every image is fooled (typically after
+        # a few steps of the 50); the result equals that of running all steps (finished images are
+        # frozen), without the idle steps' k backward passes.
+        def more(state):
+            i, _, active = state
+            return (i < self.steps) & jnp.any(active)
+
+        def body(state):
+            i, adv, active = state
+            return (i + 1, *step(i, (adv, active)))
+
+        _, adv, _ = jax.lax.while_loop(more, body, (jnp.asarray(0), *init))
         return adv
 
 
