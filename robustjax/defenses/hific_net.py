@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from robustjax.defenses.entropy import LIKELIHOOD_BOUND, SCALE_BOUND, conditional_likelihood, lower_bound
+from robustjax.defenses.entropy import LIKELIHOOD_BOUND, SCALE_BOUND, conditional_likelihood, lower_bound, ste_round_around
 
 ENCODER_FILTERS = (60, 120, 240, 480, 960)
 GENERATOR_FILTERS = (960, 480, 240, 120, 60)
@@ -251,8 +251,6 @@ class HiFiC(nnx.Module):
 
     def __call__(self, x):
         """``x`` (N, H, W, 3) in [0, 1], H, W multiples of 16 -> dict (see ``hific.forward``); no crop/clamp."""
-        from robustjax.defenses.entropy import ste_round_around
-
         h = 2.0 * x - 1.0 if self.normalize_input_image else x
         y = self.Encoder(h)
         fy = 4
