@@ -17,8 +17,8 @@ hi = 9 blocks Gaussian with normalize_input_image):
    lines of ``Model.compression_forward`` (reflect-pad to 16, encoder, reflect-pad to 4, Hyperprior
    eval forward, generator, tanh if normalised, crop) and then ``decompress``'s ``(r + 1) / 2`` and clamp;
 3. stores the reconstruction (uint16, step 1/65535: quantisation error <= 7.7e-6), the input gradient
-   of ``sum((out - x)^2)`` (float16 rounded to 5 mantissa bits, to keep the file under 1 MB: cosine to
-   the float32 gradient 0.99999, against the test's 0.999), the bits per pixel (``total_qbpp``, and the y / z parts), the
+   of ``sum((out - x)^2)`` (float16 rounded to 4 mantissa bits, to keep the file under 1 MB: cosine to
+   the float32 gradient 0.99991, against the test's 0.999), the bits per pixel (``total_qbpp``, and the y / z parts), the
    state-dict layouts (keys and shapes, for 7 and 9 blocks) and the reference's ``hific_args``.
 
 low and med share weights (seed 1), so their reconstructions and gradients are equal; the script checks
@@ -55,7 +55,7 @@ def build(ref, n_blocks: int, likelihood: str):
     return Published()
 
 
-def round_mantissa(a: np.ndarray, drop: int = 5) -> np.ndarray:
+def round_mantissa(a: np.ndarray, drop: int = 6) -> np.ndarray:
     """float16 with the low ``drop`` mantissa bits rounded off (compresses better; 10 - drop bits kept)."""
     bits = a.astype(np.float16).view(np.uint16).astype(np.uint32)
     bits = (bits + (1 << (drop - 1))) & ~np.uint32((1 << drop) - 1)
@@ -140,7 +140,7 @@ def main(ref_path: str, data_dir: str = "/work/shared/data") -> None:
     meta["layouts"] = {str(k): v for k, v in layouts.items()}
     NPZ.parent.mkdir(exist_ok=True)
     meta["x_sha256"] = crop_digest(x_np)
-    np.savez_compressed(NPZ, meta=json.dumps(meta), **out)
+    np.savez_compressed(NPZ, meta=json.dumps(meta, separators=(",", ":")), **out)
     print(f"wrote {NPZ} ({NPZ.stat().st_size / 1e6:.2f} MB)")
 
 
