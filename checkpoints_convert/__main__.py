@@ -13,7 +13,7 @@ import json
 import sys
 
 from robustjax import checkpoints
-import robustjax.defenses  # noqa: F401  (codec modules register their checkpoint families: comdefend, elic)
+import robustjax.defenses  # noqa: F401  (codec modules register their checkpoint families: comdefend, elic, hific)
 from robustjax.models import zoo
 from robustjax.porting import CheckpointMismatchError
 from robustjax.torch_reader import UnsafeCheckpointError

@@ -39,7 +39,10 @@ class Family:
 
     ``create(**config)`` builds the module with random weights; ``rules(**config)`` returns its key
     map; ``read(path)`` returns the flat ``name -> array`` state dict of a published file (default:
-    the restricted torch reader); ``preprocessing`` is recorded in the metadata.
+    the restricted torch reader); ``preprocessing`` is recorded in the metadata. ``read_config(path)``,
+    for published files that carry their own architecture settings (HiFiC's ``args``), returns
+    ``(state dict, config, extra metadata)`` in one read: the file's config is used, a given config may
+    only repeat it, and the extra metadata (e.g. skipped training entries) is recorded.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Family:
     rules: Callable[..., list]
     read: Callable[[Path], Mapping[str, np.ndarray]] = lambda p: state_dict_of(read_torch(p))
     preprocessing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    read_config: Callable[[Path], tuple[Mapping[str, np.ndarray], Mapping[str, Any], Mapping[str, Any]]] | None = None
 
 
 FAMILIES: dict[str, Family] = {}
@@ -84,9 +88,19 @@ def convert(family_name: str, src: str | Path, config: Mapping[str, Any] | None 
     """Build the module and fill it from the published file ``src``; strict (see ``porting.load_into``)."""
     fam, config = family(family_name), dict(config or {})
     src = Path(src)
+    extra: Mapping[str, Any] = {}
+    if fam.read_config is not None:
+        source, file_config, extra = fam.read_config(src)
+        for key, value in config.items():
+            if key in file_config and file_config[key] != value:
+                raise ValueError(f"{src}: {key}={value!r} contradicts the checkpoint's own setting {key}={file_config[key]!r}")
+        config.update(file_config)
+    else:
+        source = fam.read(src)
     module = fam.create(**config)
-    ignored = load_into(module, fam.read(src), fam.rules(**config), context=f"{family_name} {config or ''} from {src}")
+    ignored = load_into(module, source, fam.rules(**config), context=f"{family_name} {config or ''} from {src}")
     metadata = {
+        **dict(extra),
         "family": family_name,
         "config": config,
         "preprocessing": dict(fam.preprocessing),

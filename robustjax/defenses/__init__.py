@@ -8,5 +8,6 @@ from robustjax.defenses.sequential import sequential
 from robustjax.defenses.jpeg_codec import jpeg  # registers "jpeg"
 from robustjax.defenses import comdefend  # registers "comdefend" and the checkpoint family
 from robustjax.defenses import elic  # registers "elic" and checkpoint family "elic"
+from robustjax.defenses import hific  # registers "hific" and checkpoint family "hific"
 
-__all__ = ["Defense", "comdefend", "compose", "elic", "get", "jpeg", "register", "sequential", "valid_forms"]
+__all__ = ["Defense", "comdefend", "compose", "elic", "get", "hific", "jpeg", "register", "sequential", "valid_forms"]

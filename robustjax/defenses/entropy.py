@@ -2,14 +2,17 @@
 
 Public API (layout NHWC throughout; ``y``/``z`` are latents, float32):
 
-- ``ste_round_around(x, center)``: ``round(x - c) + c`` with a straight-through gradient
-  (identity w.r.t. ``x``, zero w.r.t. ``c``), computed with compressai's exact float ops.
+- ``ste_round_around(x, center, rounding="half_even")``: ``round(x - c) + c`` with a straight-through
+  gradient (identity w.r.t. ``x``, zero w.r.t. ``c``), computed with compressai's exact float ops;
+  ``rounding="half_up"`` is HiFiC's ``floor(x - c + 0.5) + c``.
 - ``lower_bound(x, bound)``: ``max(x, bound)`` with compressai's ``LowerBound`` gradient
   (passes where ``x >= bound`` or the incoming gradient is negative).
 - ``gaussian_likelihood(y, scales, means)``: probability mass of ``round(y - means)`` under a
   Gaussian of scale ``max(scales, 0.11)``, floored at ``1e-9`` (``GaussianConditional`` in eval
   mode: the rounding carries no gradient, the scales do).
 - ``gaussian_conditional(y, scales, means) -> (y_hat, likelihoods)``: both of the above.
+- ``conditional_likelihood(y, scales, means, cdf="gaussian"|"logistic", rounding=...)``: the same
+  mass under a Gaussian or a logistic CDF (HiFiC's latent likelihoods).
 - ``EntropyBottleneck``: Balle's factorized density per channel (``matrices``, ``biases``,
   ``factors``, ``quantiles``); ``__call__(z) -> (z_hat, likelihoods)`` quantises around the
   medians ``quantiles[:, 0, 1]`` with a straight-through gradient.
@@ -31,10 +34,22 @@ SCALE_BOUND = 0.11
 LIKELIHOOD_BOUND = 1e-9
 
 
-def ste_round_around(x: jax.Array, center: jax.Array | float) -> jax.Array:
-    """``round(x - c) + c`` forward (half to even, as torch.round); d/dx = 1, d/dc = 0."""
+ROUNDINGS = ("half_even", "half_up")
+
+
+def quantize(d: jax.Array, rounding: str = "half_even") -> jax.Array:
+    """``round(d)``: half to even (``torch.round``, compressai) or half up (``floor(d + 0.5)``, HiFiC)."""
+    if rounding == "half_even":
+        return jnp.round(d)
+    if rounding == "half_up":
+        return jnp.floor(d + 0.5)
+    raise ValueError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+
+
+def ste_round_around(x: jax.Array, center: jax.Array | float, rounding: str = "half_even") -> jax.Array:
+    """``round(x - c) + c`` forward (``rounding`` as ``quantize``); d/dx = 1, d/dc = 0."""
     d = x - center
-    q = d + jax.lax.stop_gradient(jnp.round(d) - d)
+    q = d + jax.lax.stop_gradient(quantize(d, rounding) - d)
     return q + center
 
 
@@ -65,6 +80,35 @@ def _std_cumulative(v):
     return 0.5 * erfc(-(2**-0.5) * v)
 
 
+_CDFS = {"gaussian": _std_cumulative, "logistic": jax.nn.sigmoid}
+
+
+def conditional_likelihood(
+    y: jax.Array,
+    scales: jax.Array,
+    means: jax.Array | None = None,
+    cdf: str = "gaussian",
+    rounding: str = "half_even",
+    scale_bound: float = SCALE_BOUND,
+    likelihood_bound: float = LIKELIHOOD_BOUND,
+) -> jax.Array:
+    """Likelihood of the quantised ``y`` (``round(y - means) + means``) under a ``cdf`` ("gaussian" or
+    "logistic") location-scale law at ``means`` with scale ``max(scales, 0.11)``.
+
+    ``CDF((0.5 - |v|) / s) - CDF((-0.5 - |v|) / s)``: same shape as ``y``, values in ``[1e-9, 1]``.
+    Gradient flows to ``scales`` only (as compressai and HiFiC).
+    """
+    if cdf not in _CDFS:
+        raise ValueError(f"unknown latent likelihood {cdf!r}; choose one of {', '.join(_CDFS)}")
+    m = 0.0 if means is None else means
+    outputs = jax.lax.stop_gradient(quantize(y - m, rounding)) + m
+    values = jnp.abs(outputs - m)
+    s = lower_bound(scales, scale_bound)
+    upper = _CDFS[cdf]((0.5 - values) / s)
+    lower = _CDFS[cdf]((-0.5 - values) / s)
+    return lower_bound(upper - lower, likelihood_bound)
+
+
 def gaussian_likelihood(
     y: jax.Array,
     scales: jax.Array,
@@ -76,13 +120,7 @@ def gaussian_likelihood(
 
     Same shape as ``y``, values in ``[1e-9, 1]``. Gradient flows to ``scales`` only (as compressai).
     """
-    m = 0.0 if means is None else means
-    outputs = jax.lax.stop_gradient(jnp.round(y - m)) + m
-    values = jnp.abs(outputs - m)
-    s = lower_bound(scales, scale_bound)
-    upper = _std_cumulative((0.5 - values) / s)
-    lower = _std_cumulative((-0.5 - values) / s)
-    return lower_bound(upper - lower, likelihood_bound)
+    return conditional_likelihood(y, scales, means, "gaussian", "half_even", scale_bound, likelihood_bound)
 
 
 def gaussian_conditional(y, scales, means=None):
