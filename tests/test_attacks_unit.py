@@ -270,3 +270,15 @@ def test_l2_bounded_accuracy_protocol():
     mid = A.min_norm_accuracy(f, x, y, atk, [float(np.median(out["l2"]))])["accuracy"][0]
     assert 1.0 - out["success"] <= mid <= 1.0
     np.testing.assert_allclose(out["l2"], norms, rtol=1e-5)
+
+
+def test_deepfool_early_exit_loop_equals_fixed_steps():
+    """The rolled form (a while loop ending once all images are fooled) returns exactly what the
+    unrolled form returns after all its steps (finished images frozen)."""
+    f = _classifier()
+    x, _ = _data(6)
+    y = jnp.argmax(f(x), axis=1)
+    rolled = jax.jit(lambda v, t: A.DeepFool(steps=15, unroll=False)(f, v, t))(x, y)
+    unrolled = jax.jit(lambda v, t: A.DeepFool(steps=15, unroll=True)(f, v, t))(x, y)
+    np.testing.assert_array_equal(np.asarray(rolled), np.asarray(unrolled))
+    assert np.any(np.asarray(rolled) != np.asarray(x))

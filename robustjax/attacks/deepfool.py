@@ -17,7 +17,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loop
+from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, default_unroll, loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +25,9 @@ class DeepFool:
     steps: int = 50
     overshoot: float = 0.02
     candidates: int | None = None
-    unroll: bool | None = False  # 50 steps of k backward passes: a rolled loop keeps compilation short
+    # None: the backend's loop form (base.default_unroll). Unrolled (CPU) runs all ``steps`` with
+    # finished images frozen; rolled (GPU/TPU) is a while loop that ends once every image is fooled.
+    unroll: bool | None = None
 
     def __call__(self, f, x, y, key=None):
         check_inputs(f, x, y)
@@ -63,7 +65,7 @@ class DeepFool:
             return jnp.where(active[:, None, None, None], moved, adv), active
 
         init = (x, jnp.ones((n,), bool))
-        if self.unroll:
+        if default_unroll() if self.unroll is None else self.unroll:
             adv, _ = loop(self.steps, step, init, True)
             return adv
 
