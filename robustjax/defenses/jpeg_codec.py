@@ -2,16 +2,15 @@
 
 Two modes share the DCT/quantiser core:
 
-``mode="libjpeg"`` (default) reproduces bit for bit what Pillow/libjpeg(-turbo) does when it saves
-and reloads an 8-bit image: the input is stored as 8-bit samples, colour conversion with libjpeg's fixed-point
+``mode="libjpeg"`` (default) reproduces what Pillow/libjpeg(-turbo) does when it saves and reloads an
+8-bit image: the input is stored as 8-bit samples, colour conversion with libjpeg's fixed-point
 constants and rounding, 2x2 box chroma downsampling with libjpeg's alternating bias, the standard
 tables scaled as ``jpeg_set_quality`` does (integer arithmetic, clamped to 1..255), quantiser rounding
 halves away from zero, and on decoding 8-bit IDCT output, libjpeg's "fancy" triangular chroma
-upsampling (9/16, 3/16, 3/16, 1/16 with its 8/7 rounding bias) and fixed-point YCbCr->RGB, with libjpeg's
-integer DCT (:mod:`robustjax.defenses.jpeg_islow`). The forward value is always libjpeg's output, so
-the defense evaluated is the JPEG a user would deploy; ``rounding`` chooses only the gradient, that
-of a float-DCT codec whose coefficient quantiser is replaced by the surrogate (the 8-bit storage
-roundings pass the gradient straight through).
+upsampling (9/16, 3/16, 3/16, 1/16 with its 8/7 rounding bias) and fixed-point YCbCr->RGB. Each of
+those 8-bit storage roundings is exact in the forward pass and straight-through in the backward pass;
+``rounding`` chooses the surrogate of the coefficient quantiser only, which is where the information
+is lost.
 
 ``mode="kornia"`` reproduces ``kornia.enhance.jpeg_codec_differentiable`` (kornia 0.9) exactly, for
 reproducing seed 000: kornia's colour constants, chroma downsampling by a 3-tap Gaussian (sigma 0.5,
@@ -207,15 +206,15 @@ def _jpeg_libjpeg(x, q, rounding, chroma):
     quantise = rounding_lib.get(rounding)
 
     def code(plane, table):
-        """8-bit planes -> decoded 8-bit planes. The value is always libjpeg's (the integer islow
-        pipeline); ``rounding`` chooses only the gradient: none (exact), the float DCT with the
-        quantiser passed straight through (ste), or with the cubic surrogate (cubic)."""
-        exact = jpeg_islow.codec(plane, table)
+        """8-bit planes -> decoded 8-bit planes. The forward value of exact/ste is libjpeg's integer
+        islow pipeline; ste's gradient is the float DCT's with the quantiser passed straight through;
+        cubic's value and gradient are the float DCT with the cubic quantiser."""
         if rounding == "exact":
-            return exact
-        surrogate = _blockwise_codec(plane, table, lambda v: quantise(v, rounding_lib.round_half_away))
-        surrogate = jnp.clip(_store8(surrogate), 0.0, 255.0)
-        return surrogate + jax.lax.stop_gradient(exact - surrogate)
+            return jpeg_islow.codec(plane, table)
+        decoded = jnp.clip(_store8(_blockwise_codec(plane, table, lambda v: quantise(v, rounding_lib.round_half_away))), 0.0, 255.0)
+        if rounding == "ste":
+            decoded = decoded + jax.lax.stop_gradient(jpeg_islow.codec(plane, table) - decoded)
+        return decoded
 
     if channels == 1:
         return code(samples[..., 0][:, None], luma_t)[:, 0, :h, :w, None] / 255.0
@@ -307,10 +306,8 @@ def jpeg(x: jax.Array, quality, *, rounding: str = "cubic", chroma: str = "420",
       x: float ``(N, H, W, 3)`` RGB or ``(N, H, W, 1)`` grey images in [0, 1], any H and W.
       quality: libjpeg quality 1..100, a scalar or per-image ``(N,)``; may be traced (one compiled
         program serves every quality).
-      rounding: the coefficient quantiser's surrogate: ``"exact"`` (zero gradient), ``"ste"``
+      rounding: surrogate of the coefficient quantiser: ``"exact"`` (zero gradient), ``"ste"``
         (straight-through) or ``"cubic"`` (``round(x) + (x - round(x))**3``, kornia's and seed 000's).
-        In libjpeg mode it sets the gradient only (the value is libjpeg's); in kornia mode it sets
-        value and gradient, as kornia does.
       chroma: ``"420"`` (2x2 chroma subsampling, Pillow's default) or ``"444"``.
       mode: ``"libjpeg"`` (default, matches Pillow/libjpeg decoding of its own JPEG) or ``"kornia"``
         (matches ``kornia.enhance.jpeg_codec_differentiable``); see the module docstring.
