@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import best_of  # noqa: E402
 
 
 def images(batch: int, size: int) -> np.ndarray:
@@ -38,16 +40,6 @@ def images(batch: int, size: int) -> np.ndarray:
         y, x = (i // len(files)) * 37 % (im.shape[0] - size), (i // len(files)) * 53 % (im.shape[1] - size)
         out.append(im[y : y + size, x : x + size])
     return np.stack(out)
-
-
-def best_of(fn, repeats: int) -> float:
-    fn()  # warm-up / compile
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def bench_pair(batch: int, size: int, quality: float, repeats: int) -> None:
