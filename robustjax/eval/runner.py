@@ -26,6 +26,7 @@ from robustjax import data as rdata
 from robustjax.eval import config as C
 from robustjax.eval.components import Components, accepts_key, model_info
 from robustjax.eval.mesh import BatchMesh
+from robustjax.eval.report import eps_label
 from robustjax.eval.store import Store, cell_key
 from robustjax.attacks.base import l2_norms
 from robustjax.attacks.threat import attacker_view
@@ -240,7 +241,8 @@ class Runner:
                 rec.update(key=key, settings=settings, experiment=cfg.name, **prov)
                 if self.mesh.process_index == 0:
                     self.store.append(rec)
-                acc = ", ".join(f"{e * 255:g}/255: {a:.3f}" for e, a in zip(rec["eps"], rec["accuracy"]))
+                label = (lambda e: f"L2 {e:.4g}") if rec.get("budget") == "l2_bound" else eps_label
+                acc = ", ".join(f"{label(e)}: {a:.3f}" for e, a in zip(rec["eps"], rec["accuracy"]))
                 self.log(f"    {cell.defense}: accuracy {acc}  ({rec['timing']['per_image_s']:.3f} s/image, compile {rec['timing']['compile_s']:.1f} s)")
             ran += 1
             elapsed = time.perf_counter() - started
