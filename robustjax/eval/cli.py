@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from robustjax.eval import config as C
 
@@ -79,8 +81,16 @@ def main(argv=None, components=None) -> int:
         return 2
     maybe_initialize_distributed()
     runner = Runner(cfg, comp, progress=not args.no_progress)
+
+    def on_sigint(signum, frame):
+        runner.interrupted = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
     try:
         records = runner.run()
+        if runner.interrupted:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         n = len(runner.store.records())
         print(f"\ninterrupted: {n} finished cell(s) are stored in {runner.store.path}; rerun the same command to resume", file=sys.stderr)
@@ -88,6 +98,9 @@ def main(argv=None, components=None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     if runner.mesh.process_index == 0:
         from robustjax.eval.report import render, summary_table
 

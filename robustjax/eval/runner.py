@@ -26,7 +26,6 @@ from robustjax import data as rdata
 from robustjax.eval import config as C
 from robustjax.eval.components import Components, accepts_key, model_info
 from robustjax.eval.mesh import BatchMesh
-from robustjax.eval.report import eps_label
 from robustjax.eval.store import Store, cell_key
 from robustjax.attacks.base import l2_norms
 from robustjax.attacks.threat import attacker_view
@@ -206,6 +205,9 @@ class Runner:
         self.progress = progress and self.mesh.process_index == 0
         self.log = log or (lambda *a: print(*a, file=sys.stderr, flush=True))
         self.store = Store(cfg.out)
+        # Set by the command line's SIGINT handler. A KeyboardInterrupt raised inside a callback
+        # (e.g. JAX's gc hook) can be swallowed; this flag still stops the run at the next job.
+        self.interrupted = False
 
     def run(self) -> list[dict]:
         """Run every unfinished cell; returns this experiment's records (old and new)."""
@@ -241,9 +243,12 @@ class Runner:
                 rec.update(key=key, settings=settings, experiment=cfg.name, **prov)
                 if self.mesh.process_index == 0:
                     self.store.append(rec)
-                label = (lambda e: f"L2 {e:.4g}") if rec.get("budget") == "l2_bound" else eps_label
+                l2 = rec.get("budget") == "l2_bound"
+                label = (lambda e: f"L2 {e:.4g}") if l2 else (lambda e: f"{e * 255:g}/255")
                 acc = ", ".join(f"{label(e)}: {a:.3f}" for e, a in zip(rec["eps"], rec["accuracy"]))
                 self.log(f"    {cell.defense}: accuracy {acc}  ({rec['timing']['per_image_s']:.3f} s/image, compile {rec['timing']['compile_s']:.1f} s)")
+            if self.interrupted:
+                raise KeyboardInterrupt
             ran += 1
             elapsed = time.perf_counter() - started
             left = sum(1 for j in jobs[i:])
