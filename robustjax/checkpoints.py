@@ -182,6 +182,19 @@ def load_or_convert(family_name: str, src: str | Path, config: Mapping[str, Any]
     return module, metadata
 
 
+def load_family(family_name: str, path: str | Path, config: Mapping[str, Any] | None = None) -> tuple[nnx.Module, dict]:
+    """A converted folder (loaded as is) or a published file (converted through the cache) that must
+    hold a ``family_name`` checkpoint; ``ValueError`` naming both families otherwise."""
+    path = Path(path)
+    if is_converted(path):
+        module, metadata = load(path)
+    else:
+        module, metadata = load_or_convert(family_name, path, config)
+    if metadata.get("family") != family_name:
+        raise ValueError(f"{path} holds a {metadata.get('family')!r} checkpoint, not {family_name!r}")
+    return module, metadata
+
+
 def _config_tag(config: Mapping[str, Any] | None) -> str:
     if not config:
         return "default"

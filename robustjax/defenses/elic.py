@@ -222,13 +222,7 @@ def load(quality: str = "0016", weights: str | os.PathLike | None = None) -> tup
         path = Path(weights)
         if not path.exists():
             raise MissingCheckpointError(f"ELIC weights {path} do not exist (a published .pth.tar or a converted folder)")
-    if checkpoints.is_converted(path):
-        model, meta = checkpoints.load(path)
-    else:
-        model, meta = checkpoints.load_or_convert("elic", path, {"quality": quality})
-    if meta.get("family") != "elic":
-        raise ValueError(f"{path} holds a {meta.get('family')!r} checkpoint, not elic")
-    return model, meta
+    return checkpoints.load_family("elic", path, {"quality": quality})
 
 
 # ---------------------------------------------------------------------------------------------

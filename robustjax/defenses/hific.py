@@ -207,13 +207,7 @@ def load(variant: str = "low", weights: str | os.PathLike | None = None) -> tupl
         path = Path(weights)
         if not path.exists():
             raise MissingCheckpointError(f"HiFiC weights {path} do not exist (a published .pt or a converted folder)")
-    if checkpoints.is_converted(path):
-        model, meta = checkpoints.load(path)
-    else:
-        model, meta = checkpoints.load_or_convert("hific", path, {})
-    if meta.get("family") != "hific":
-        raise ValueError(f"{path} holds a {meta.get('family')!r} checkpoint, not hific")
-    return model, meta
+    return checkpoints.load_family("hific", path, {})
 
 
 # ---------------------------------------------------------------------------------------------
