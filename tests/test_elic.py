@@ -13,6 +13,7 @@ import jax.numpy as jnp  # noqa: E402
 from robustjax.defenses import elic  # noqa: E402
 from robustjax.porting import CheckpointMismatchError  # noqa: E402
 from elic_reference import chandelier_state_dict, kodak_crop, reference_model  # noqa: E402
+from codec_checks import check_real_bitstream  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +114,4 @@ def test_real_bitstream_roundtrip_and_size(pair, ours):
 
     _, model, x, _ = pair
     out, _ = ours
-    codec = ElicCodec(model)
-    data = codec.compress(x)
-    x_hat = np.asarray(codec.decompress(data))
-    assert np.abs(x_hat - out["x_hat"]).max() <= 1e-4
-    estimate = float(out["bpp"][0]) * x.shape[1] * x.shape[2] / 8
-    assert abs(len(data[0]) - estimate) / estimate <= 0.02, (len(data[0]), estimate)
-    with pytest.raises(ValueError, match="truncated"):
-        codec.decompress([data[0][:-8]])
-    with pytest.raises(ValueError, match="bad magic"):
-        codec.decompress([b"JUNK" + data[0][4:]])
+    check_real_bitstream(ElicCodec(model), x, out)

@@ -26,6 +26,7 @@ from hific_reference import VARIANTS, crop_digest, kodak_crops, load_reference, 
 from robustjax.defenses import hific  # noqa: E402
 from robustjax.defenses.entropy import LIKELIHOOD_BOUND, bits  # noqa: E402
 from robustjax.porting import CheckpointMismatchError  # noqa: E402
+from codec_checks import check_real_bitstream  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -209,16 +210,7 @@ def test_real_bitstream_roundtrip_and_size(ref, x, variant):
     from robustjax.defenses.hific_codec import HificCodec
 
     model, _, out, _ = run(ref, x, variant, grad=False)
-    codec = HificCodec(model)
-    data = codec.compress(x)
-    x_hat = np.asarray(codec.decompress(data))
-    assert np.abs(x_hat - out["x_hat"]).max() <= 1e-4
-    estimate = float(out["bpp"][0]) * x.shape[1] * x.shape[2] / 8
-    assert abs(len(data[0]) - estimate) / estimate <= 0.02, (len(data[0]), estimate)
-    with pytest.raises(ValueError, match="truncated"):
-        codec.decompress([data[0][:-8]])
-    with pytest.raises(ValueError, match="bad magic"):
-        codec.decompress([b"JUNK" + data[0][4:]])
+    check_real_bitstream(HificCodec(model), x, out)
 
 
 def test_seed000_hific_experiment_configs():
