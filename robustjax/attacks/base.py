@@ -23,9 +23,12 @@ LOOP_FORMS = ("unrolled", "rolled")
 def default_unroll() -> bool:
     """The loop form for this backend: unrolled on CPU, rolled elsewhere.
 
-    Measured in experiments/benchmarks/attacks.py (PGD-10, CIFAR ResNet-20, 2 CPU cores): XLA:CPU
-    runs a rolled ``lax.fori_loop`` markedly slower than the same steps unrolled (DESIGN.md: 2x on
-    ResNet-50, 4x on a small CNN); on GPU/TPU a rolled loop is one small program at the same speed.
+    XLA:CPU ran a rolled ``lax.fori_loop`` attack 2-16x slower than the same steps unrolled
+    (DESIGN.md; PGD-10 on CIFAR ResNet-20 8x): inside a loop body it emits the input gradient of a
+    convolution as a naive loop nest. robustjax's models build their convolutions with
+    ``robustjax.layers``, which avoids that (PGD-10, ResNet-20, batch 256: rolled 15.3 vs unrolled
+    15.9 ms/image); unrolled stays the CPU default for models with plain ``lax`` convolutions. On
+    GPU/TPU a rolled loop is one small program at the same speed.
     Either way the attack is one compiled program with no host round trip between steps.
     Override with ``ROBUSTJAX_ATTACK_LOOP=unrolled|rolled`` or each attack's ``unroll`` field.
     """

@@ -13,6 +13,7 @@ for ImageNet models.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +26,11 @@ class DeepFool:
     steps: int = 50
     overshoot: float = 0.02
     candidates: int | None = None
-    # None: the backend's loop form (base.default_unroll). Unrolled (CPU) runs all ``steps`` with
-    # finished images frozen; rolled (GPU/TPU) is a while loop that ends once every image is fooled.
+    # None (default) / False: a while loop that ends once every image is fooled, on every backend
+    # (unless ROBUSTJAX_ATTACK_LOOP says otherwise). True: all ``steps`` unrolled, finished images frozen (same result). XLA:CPU runs the rolled
+    # loop as fast per step as the unrolled one when the model's convolutions are built with
+    # robustjax.layers (all robustjax models are; see that module for models with plain lax
+    # convolutions), and compiles it ~6x faster (DeepFool-50, CIFAR ResNet-20: 1.6 vs 10.6 s).
     unroll: bool | None = None
 
     def __call__(self, f, x, y, key=None):
@@ -65,7 +69,8 @@ class DeepFool:
             return jnp.where(active[:, None, None, None], moved, adv), active
 
         init = (x, jnp.ones((n,), bool))
-        if default_unroll() if self.unroll is None else self.unroll:
+        unrolled = self.unroll if self.unroll is not None else bool(os.environ.get("ROBUSTJAX_ATTACK_LOOP")) and default_unroll()
+        if unrolled:
             adv, _ = loop(self.steps, step, init, True)
             return adv
 

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from robustjax import checkpoints
+from robustjax import checkpoints, layers
 from robustjax.checks import check_images
 from robustjax.defenses.registry import Defense, register
 from robustjax.porting import Rule, conv_kernel
@@ -67,7 +67,7 @@ class ConvStack(nnx.Module):
     def __init__(self, widths: tuple[int, ...], *, rngs: nnx.Rngs):
         init = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")  # He et al. 2015, as the paper
         self.layers = nnx.List(
-            [nnx.Conv(a, b, (3, 3), padding="SAME", kernel_init=init, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
+            [layers.Conv(a, b, (3, 3), padding="SAME", kernel_init=init, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from robustjax import layers
 from robustjax.porting import Rule, batchnorm_rules, conv_kernel, linear_kernel
 
 NUM_CLASSES = 10
@@ -23,7 +24,7 @@ DEPTHS = (20, 32, 44, 56)
 
 
 def _conv3x3(cin, cout, stride, rngs):
-    return nnx.Conv(cin, cout, (3, 3), strides=stride, padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
+    return layers.Conv(cin, cout, (3, 3), strides=stride, padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
 
 
 def _bn(c, rngs):

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from robustjax import layers
 from robustjax.porting import Ignore, Rule, batchnorm_rules, conv_kernel, linear_kernel
 
 NUM_CLASSES = 1000
@@ -57,12 +58,12 @@ class MBConv(nnx.Module):
         mid = cin * expand
         self.expand = expand != 1
         if self.expand:
-            self._expand_conv = nnx.Conv(cin, mid, (1, 1), use_bias=False, rngs=rngs)
+            self._expand_conv = layers.Conv(cin, mid, (1, 1), use_bias=False, rngs=rngs)
             self._bn0 = _bn(mid, rngs)
-        self._depthwise_conv = nnx.Conv(mid, mid, (kernel, kernel), strides=stride, padding="SAME",
+        self._depthwise_conv = layers.Conv(mid, mid, (kernel, kernel), strides=stride, padding="SAME",
                                         feature_group_count=mid, use_bias=False, rngs=rngs)
         self._bn1 = _bn(mid, rngs)
-        self._project_conv = nnx.Conv(mid, cout, (1, 1), use_bias=False, rngs=rngs)
+        self._project_conv = layers.Conv(mid, cout, (1, 1), use_bias=False, rngs=rngs)
         self._bn2 = _bn(cout, rngs)
         self.stride = stride
         self.skip = stride == 1 and cin == cout
@@ -77,14 +78,14 @@ class MBConv(nnx.Module):
 class EfficientNetLite(nnx.Module):
     def __init__(self, num_classes: int = NUM_CLASSES, rngs: nnx.Rngs | None = None):
         rngs = rngs or nnx.Rngs(0)
-        self._conv_stem = nnx.Conv(3, 32, (3, 3), strides=2, padding="SAME", use_bias=False, rngs=rngs)
+        self._conv_stem = layers.Conv(3, 32, (3, 3), strides=2, padding="SAME", use_bias=False, rngs=rngs)
         self._bn0 = _bn(32, rngs)
         blocks = []
         for repeats, kernel, stride, expand, cin, cout in STAGES:
             for i in range(repeats):
                 blocks.append(MBConv(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand, rngs))
         self._blocks = nnx.List(blocks)
-        self._conv_head = nnx.Conv(320, 1280, (1, 1), use_bias=False, rngs=rngs)
+        self._conv_head = layers.Conv(320, 1280, (1, 1), use_bias=False, rngs=rngs)
         self._bn1 = _bn(1280, rngs)
         self._fc = nnx.Linear(1280, num_classes, rngs=rngs)
 

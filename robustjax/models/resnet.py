@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from robustjax import layers
 from robustjax.porting import Rule, batchnorm_rules, conv_kernel, linear_kernel
 
 NUM_CLASSES = 1000
@@ -23,7 +24,7 @@ BLOCKS = (3, 4, 6, 3)
 
 
 def _conv(cin, cout, k, stride, pad, rngs):
-    return nnx.Conv(cin, cout, (k, k), strides=stride, padding=((pad, pad), (pad, pad)), use_bias=False, rngs=rngs)
+    return layers.Conv(cin, cout, (k, k), strides=stride, padding=((pad, pad), (pad, pad)), use_bias=False, rngs=rngs)
 
 
 def _bn(c, rngs):

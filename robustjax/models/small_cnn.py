@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from robustjax import layers
 from robustjax.porting import Rule, conv_kernel
 
 VARIANTS = {
@@ -36,7 +37,7 @@ class SmallCNN(nnx.Module):
         self.pool = cfg["pool"]
         convs, cin = [], 3
         for width in cfg["widths"]:
-            convs += [nnx.Conv(cin, width, (3, 3), padding="SAME", rngs=rngs), nnx.Conv(width, width, (3, 3), padding="SAME", rngs=rngs)]
+            convs += [layers.Conv(cin, width, (3, 3), padding="SAME", rngs=rngs), layers.Conv(width, width, (3, 3), padding="SAME", rngs=rngs)]
             cin = width
         self.convs = nnx.List(convs)
         side = cfg["input_size"] // 2 ** len(cfg["widths"])

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from robustjax import layers
 from robustjax.porting import Rule, conv_kernel, linear_kernel
 
 NUM_CLASSES = 1000
@@ -46,7 +47,7 @@ class EncoderBlock(nnx.Module):
 class ViTB16(nnx.Module):
     def __init__(self, num_classes: int = NUM_CLASSES, rngs: nnx.Rngs | None = None):
         rngs = rngs or nnx.Rngs(0)
-        self.conv_proj = nnx.Conv(3, DIM, (PATCH, PATCH), strides=PATCH, padding="VALID", rngs=rngs)
+        self.conv_proj = layers.Conv(3, DIM, (PATCH, PATCH), strides=PATCH, padding="VALID", rngs=rngs)
         self.class_token = nnx.Param(jnp.zeros((1, 1, DIM)))
         self.pos_embedding = nnx.Param(jax.random.normal(rngs.params(), (1, (INPUT_SIZE // PATCH) ** 2 + 1, DIM)) * 0.02)
         self.layers = nnx.List([EncoderBlock(rngs) for _ in range(DEPTH)])
