@@ -37,6 +37,8 @@ def pair(name, ours_module, torch_model, batch, size, repeats):
     t_jf = best_of(lambda: fwd(state, xj).block_until_ready(), repeats)
     t_jb = best_of(lambda: bwd(state, xj).block_until_ready(), repeats)
     torch_model.eval()
+    for p in torch_model.parameters():  # the gradient w.r.t. the input only, as on the JAX side
+        p.requires_grad_(False)
     xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
 
     def torch_fwd():
