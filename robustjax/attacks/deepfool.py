@@ -27,10 +27,11 @@ class DeepFool:
     overshoot: float = 0.02
     candidates: int | None = None
     # None (default) / False: a while loop that ends once every image is fooled, on every backend
-    # (unless ROBUSTJAX_ATTACK_LOOP says otherwise). True: all ``steps`` unrolled, finished images frozen (same result). XLA:CPU runs the rolled
-    # loop as fast per step as the unrolled one when the model's convolutions are built with
-    # robustjax.layers (all robustjax models are; see that module for models with plain lax
-    # convolutions), and compiles it ~6x faster (DeepFool-50, CIFAR ResNet-20: 1.6 vs 10.6 s).
+    # (unless ROBUSTJAX_ATTACK_LOOP says otherwise). True: all ``steps`` unrolled, finished images
+    # frozen (same result). XLA:CPU runs the rolled loop as fast per step as the unrolled one when
+    # the model's convolutions are built with robustjax.layers (all robustjax models are; see that
+    # module for models with plain lax convolutions), and compiles it ~6x faster (DeepFool-50,
+    # CIFAR ResNet-20: 1.6 vs 10.6 s).
     unroll: bool | None = None
 
     def __call__(self, f, x, y, key=None):
