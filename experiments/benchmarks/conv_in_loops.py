@@ -43,7 +43,7 @@ def main():
         model = cifar_resnet.create(20)
         model.eval()
         if conv == "lax":
-            for _, m in model.iter_modules():
+            for _, m in nnx.iter_modules(model):
                 if isinstance(m, nnx.Conv):
                     m.conv_general_dilated = jax.lax.conv_general_dilated
         graphdef, state = nnx.split(model)
