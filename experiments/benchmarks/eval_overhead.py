@@ -8,7 +8,8 @@ defended model's forward pass on the result (what the runner must do to score it
 the same batches and times it; "runner" runs the same cell through ``robustjax.eval.runner.Runner``
 (prefetching loader, sharded program, vmapped eps grid of one value, results store) and reads its
 recorded per-image time. Both exclude compilation and the first execution's one-off start-up (the
-runner records it apart as ``first_batch_s`` and takes its per-image time from the second batch on). Prints both and their ratio.
+runner records it apart as ``first_batch_s`` and takes its per-image time from the second batch
+on). Prints both and their ratio.
 ``--standins`` uses the tests' tiny CNN and jax attacks instead of the registries.
 """
 

@@ -20,24 +20,31 @@ from robustjax.checks import check_images, is_concrete
 LOOP_FORMS = ("unrolled", "rolled")
 
 
+def requested_unroll() -> bool | None:
+    """The loop form ``ROBUSTJAX_ATTACK_LOOP=unrolled|rolled`` asks for (True = unrolled), or None."""
+    form = os.environ.get("ROBUSTJAX_ATTACK_LOOP")
+    if not form:
+        return None
+    if form not in LOOP_FORMS:
+        raise ValueError(f"ROBUSTJAX_ATTACK_LOOP must be one of {', '.join(LOOP_FORMS)}, got {form!r}")
+    return form == "unrolled"
+
+
 def default_unroll() -> bool:
     """The loop form for this backend: unrolled on CPU, rolled elsewhere.
 
     XLA:CPU ran a rolled ``lax.fori_loop`` attack 2-16x slower than the same steps unrolled
-    (DESIGN.md; PGD-10 on CIFAR ResNet-20 8x): inside a loop body it emits the input gradient of a
-    convolution as a naive loop nest. robustjax's models build their convolutions with
-    ``robustjax.layers``, which avoids that (PGD-10, ResNet-20, batch 256: rolled 15.3 vs unrolled
-    15.9 ms/image); unrolled stays the CPU default for models with plain ``lax`` convolutions. On
-    GPU/TPU a rolled loop is one small program at the same speed.
+    (DESIGN.md; PGD-10 on CIFAR ResNet-20 8-10x): inside a loop body it emits the input gradient of
+    a convolution as a naive loop nest. robustjax's models build their convolutions with
+    ``robustjax.layers``, which avoids that (experiments/benchmarks/conv_in_loops.py, PGD-10,
+    ResNet-20, batch 64: rolled 9.30 vs unrolled 9.20 ms/image; with ``lax`` convolutions 87.6 vs
+    8.95); unrolled stays the CPU default for models with plain ``lax`` convolutions. On GPU/TPU a
+    rolled loop is one small program at the same speed.
     Either way the attack is one compiled program with no host round trip between steps.
     Override with ``ROBUSTJAX_ATTACK_LOOP=unrolled|rolled`` or each attack's ``unroll`` field.
     """
-    form = os.environ.get("ROBUSTJAX_ATTACK_LOOP")
-    if form:
-        if form not in LOOP_FORMS:
-            raise ValueError(f"ROBUSTJAX_ATTACK_LOOP must be one of {', '.join(LOOP_FORMS)}, got {form!r}")
-        return form == "unrolled"
-    return jax.default_backend() == "cpu"
+    requested = requested_unroll()
+    return jax.default_backend() == "cpu" if requested is None else requested
 
 
 def loop(steps: int, body, init, unroll: bool | None = None):

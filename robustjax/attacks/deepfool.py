@@ -13,12 +13,11 @@ for ImageNet models.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 import jax.numpy as jnp
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, default_unroll, loop
+from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loop, requested_unroll
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +69,7 @@ class DeepFool:
             return jnp.where(active[:, None, None, None], moved, adv), active
 
         init = (x, jnp.ones((n,), bool))
-        unrolled = self.unroll if self.unroll is not None else bool(os.environ.get("ROBUSTJAX_ATTACK_LOOP")) and default_unroll()
+        unrolled = self.unroll if self.unroll is not None else bool(requested_unroll())
         if unrolled:
             adv, _ = loop(self.steps, step, init, True)
             return adv
