@@ -66,3 +66,57 @@ def test_conv_module_matches_nnx_conv():
     assert jax.tree.map(jnp.shape, nnx.state(a, nnx.Param)) == jax.tree.map(jnp.shape, nnx.state(b, nnx.Param))
     x = jnp.asarray(np.random.default_rng(2).random((2, 7, 7, 3)), jnp.float32)
     np.testing.assert_array_equal(a(x), b(x))
+
+
+POINTWISE = [  # 1x1 kernels take the matrix-product path
+    (("NHWC", "HWIO", "NHWC"), (2, 9, 8, 6), (1, 1, 6, 5), (1, 1), "SAME"),
+    (("NHWC", "HWIO", "NHWC"), (2, 9, 7, 4), (1, 1, 4, 8), (2, 2), ((0, 0), (0, 0))),
+    (("NHWC", "HWIO", "NHWC"), (2, 9, 7, 4), (1, 1, 4, 3), (2, 3), "VALID"),
+    (("NCHW", "OIHW", "NCHW"), (2, 3, 9, 8), (5, 3, 1, 1), (2, 1), "SAME"),
+    (("NHWC", "OIHW", "NCHW"), (2, 9, 8, 3), (5, 3, 1, 1), (1, 2), "VALID"),
+]
+
+
+@pytest.mark.parametrize("dn,xs,ws,strides,padding", POINTWISE)
+def test_pointwise_convolution_is_a_matrix_product_with_lax_values(dn, xs, ws, strides, padding):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=xs), jnp.float32)
+    w = jnp.asarray(rng.normal(size=ws), jnp.float32)
+    kw = dict(window_strides=strides, padding=padding, dimension_numbers=dn)
+    ours = lambda x, w: layers.conv_general_dilated(x, w, **kw)  # noqa: E731
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w, **kw)  # noqa: E731
+    hlo = jax.jit(ours).lower(x, w).as_text()
+    assert "dot_general" in hlo and "convolution" not in hlo
+    y, y_ref = ours(x, w), ref(x, w)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, atol=1e-5 * float(jnp.max(jnp.abs(y_ref))), rtol=0)
+    g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)) * g)  # noqa: E731
+    for a, b in zip(jax.grad(loss(ours), argnums=(0, 1))(x, w), jax.grad(loss(ref), argnums=(0, 1))(x, w)):
+        np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.max(jnp.abs(b))), rtol=0)
+
+
+@pytest.mark.parametrize("shape,window,strides,padding", [
+    ((2, 11, 10, 3), (3, 3), (2, 2), ((1, 1), (1, 1))),  # ResNet-50's stem pool on an odd size
+    ((1, 8, 8, 2), (2, 2), (2, 2), "SAME"),
+    ((2, 7, 9, 2), (3, 2), (1, 2), "VALID"),
+])
+def test_max_pool_matches_nnx_and_routes_the_gradient_to_the_first_maximum(shape, window, strides, padding):
+    rng = np.random.default_rng(4)
+    # ReLU-like input with ties (zeros and a repeated value) to exercise the first-maximum rule
+    x = np.maximum(rng.normal(size=shape), 0).astype(np.float32)
+    x[0, 1:4, 1:4, 0] = 2.0
+    y = layers.max_pool(jnp.asarray(x), window, strides, padding)
+    np.testing.assert_array_equal(y, nnx.max_pool(jnp.asarray(x), window, strides=strides, padding=padding))
+    g = rng.normal(size=y.shape).astype(np.float32)
+    grad = jax.grad(lambda v: jnp.sum(layers.max_pool(v, window, strides, padding) * g))(jnp.asarray(x))
+    # reference: loop over windows, the cotangent goes to the first maximum in row-major order (PyTorch's rule)
+    pads = jax.lax.padtype_to_pads(shape[1:3], window, strides, padding) if isinstance(padding, str) else padding
+    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-np.inf)
+    expected = np.zeros_like(xp)
+    for n, r, c, ch in np.ndindex(*y.shape):
+        patch = xp[n, r * strides[0]:r * strides[0] + window[0], c * strides[1]:c * strides[1] + window[1], ch]
+        i, j = np.unravel_index(np.argmax(patch), patch.shape)  # argmax: first maximum
+        expected[n, r * strides[0] + i, c * strides[1] + j, ch] += g[n, r, c, ch]
+    expected = expected[:, pads[0][0]:pads[0][0] + shape[1], pads[1][0]:pads[1][0] + shape[2]]
+    np.testing.assert_allclose(grad, expected, atol=1e-6, rtol=0)

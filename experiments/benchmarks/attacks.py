@@ -9,7 +9,7 @@
   8 x 224; ``resnet50_jpeg``: the same through the differentiable JPEG q25 (kornia's
   ``jpeg_codec_differentiable`` on the PyTorch side, ``jpeg:25:mode=kornia`` on ours). Skipped
   cleanly when ``robustjax.models.resnet`` is not available. Also prints the fraction of this
-  machine's matmul peak FLOP/s that PGD-10 reaches on each side (forward + input-gradient backward
+  machine's peak FLOP/s (common.peak_flops) that PGD-10 reaches on each side (forward + input-gradient backward
   = 2 x 8.18 GFLOP per image per step).
 
 Ratios are torch / robustjax seconds (> 1: robustjax is faster). Timings are the best of
@@ -115,7 +115,7 @@ def main():
             print(f"\nResNet-50 skipped: {e}")
             return
         peak = peak_flops()
-        print(f"\nmatmul peak: {peak / 1e9:.1f} GFLOP/s")
+        print(f"\npeak (fastest large kernel): {peak / 1e9:.1f} GFLOP/s")
         t50 = torchvision.models.resnet50().eval()
         x = rng.random((8, 224, 224, 3), dtype=np.float32)
         y = rng.integers(0, 1000, 8).astype(np.int64)

@@ -65,7 +65,7 @@ class ResNet50(nnx.Module):
     def __call__(self, x):
         x = (x - jnp.asarray(MEAN, x.dtype)) / jnp.asarray(STD, x.dtype)
         x = jax.nn.relu(self.bn1(self.conv1(x)))
-        x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = layers.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in stage:
                 x = block(x)

@@ -47,7 +47,7 @@ class SmallCNN(nnx.Module):
     def __call__(self, x):
         for i in range(0, len(self.convs), 2):
             x = jax.nn.relu(self.convs[i + 1](jax.nn.relu(self.convs[i](x))))
-            x = nnx.max_pool(x, (self.pool, self.pool), strides=(2, 2), padding="SAME")
+            x = layers.max_pool(x, (self.pool, self.pool), (2, 2), "SAME")
         x = jax.nn.relu(self.fc1(x.reshape(x.shape[0], -1)))
         return self.fc2(x)
 
