@@ -201,3 +201,26 @@ def test_load_contract_and_errors(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="resnet32-"):
         models.load("cifar_resnet32")
     assert checkpoints.cache_root() != tmp_path
+
+
+def test_chains_change_speed_not_logits(monkeypatch):
+    """Classifier.chains runs interleaved sub-batches; the logits must come back in image order,
+    equal to one chain's, under jit and grad too."""
+    f = models.load("cifar_resnet20", weights="init")
+    x = jax.numpy.asarray(np.random.default_rng(0).random((12, 32, 32, 3), dtype=np.float32))
+    f.chains = 1
+    ref = np.asarray(jax.jit(f)(x))
+    grad_ref = np.asarray(jax.grad(lambda v: f(v)[:, 3].sum())(x))
+    assert len({tuple(np.round(r, 4)) for r in ref}) == 12  # distinct rows, so a wrong order would show
+    for chains in (2, 3, 4, 5):  # 5 does not divide 12: 4 chains are used
+        f.chains = chains
+        np.testing.assert_allclose(jax.jit(f)(x), ref, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(jax.grad(lambda v: f(v)[:, 3].sum())(x), grad_ref, rtol=0, atol=1e-6)
+    f.chains = None
+    monkeypatch.setenv("ROBUSTJAX_CHAINS", "3")
+    np.testing.assert_allclose(f(x), ref, rtol=0, atol=1e-5)
+    monkeypatch.setenv("ROBUSTJAX_CHAINS", "many")
+    with pytest.raises(ValueError, match="ROBUSTJAX_CHAINS"):
+        f(x)
+    with pytest.raises(ValueError, match="chains"):
+        models.classifier.Classifier(cifar_resnet.create(20), "r20", 32, 10, chains=0)

@@ -3,14 +3,14 @@
     python experiments/benchmarks/attacks.py [--repeats 3] [--cases resnet20 resnet50 resnet50_jpeg]
 
 - ``resnet20``: CIFAR ResNet-20 (real weights when ROBUSTJAX_WEIGHTS is set, else random), batch
-  256 x 32x32; robustjax in both loop forms (unrolled and rolled ``fori_loop``) so the per-backend
-  default in robustjax/attacks/base.py can be checked.
+  256 x 32x32. Every case times robustjax in both loop forms (unrolled and rolled ``fori_loop``)
+  so the per-backend default in robustjax/attacks/base.py can be checked.
 - ``resnet50``: ResNet-50 (random weights on both sides: the timing does not depend on them), batch
   8 x 224; ``resnet50_jpeg``: the same through the differentiable JPEG q25 (kornia's
   ``jpeg_codec_differentiable`` on the PyTorch side, ``jpeg:25:mode=kornia`` on ours). Skipped
   cleanly when ``robustjax.models.resnet`` is not available. Also prints the fraction of this
-  machine's peak FLOP/s (common.peak_flops) that PGD-10 reaches on each side (forward + input-gradient backward
-  = 2 x 8.18 GFLOP per image per step).
+  machine's peak FLOP/s (common.peak_flops) that PGD-10 reaches on each side (forward +
+  input-gradient backward = 2 x 8.18 GFLOP per image per step).
 
 Ratios are torch / robustjax seconds (> 1: robustjax is faster). Timings are the best of
 ``--repeats`` after a warm-up (compilation) call; both sides run with the same glibc allocator
@@ -47,7 +47,7 @@ def _torch_cifar(depth=20):
     return ref.eval(), bool(hits)
 
 
-def time_pgd(f_jax, torch_model, x, y, repeats, defense_torch=None, forms=("unrolled",)):
+def time_pgd(f_jax, torch_model, x, y, repeats, defense_torch=None, forms=("unrolled", "rolled")):
     import jax
     import jax.numpy as jnp
     import torch
@@ -102,7 +102,7 @@ def main():
         f = models.load("cifar_resnet20", weights=None if real else "init")
         x = rng.random((args.batch20, 32, 32, 3), dtype=np.float32)
         y = rng.integers(0, 10, args.batch20).astype(np.int64)
-        times = time_pgd(f, ref, x, y, args.repeats, forms=("unrolled", "rolled"))
+        times = time_pgd(f, ref, x, y, args.repeats)
         report(f"PGD-10, CIFAR ResNet-20 ({'real' if real else 'random'} weights), batch {args.batch20}x32", times)
     want50 = [c for c in args.cases if c.startswith("resnet50")]
     if want50:
