@@ -282,3 +282,34 @@ def test_deepfool_early_exit_loop_equals_fixed_steps():
     unrolled = jax.jit(lambda v, t: A.DeepFool(steps=15, unroll=True)(f, v, t))(x, y)
     np.testing.assert_array_equal(np.asarray(rolled), np.asarray(unrolled))
     assert np.any(np.asarray(rolled) != np.asarray(x))
+
+
+def test_loop_form_follows_the_models_convolutions(monkeypatch):
+    """On CPU, ``loop`` rolls a body whose convolutions are robustjax.layers' (canonical input
+    gradients: ELIC's and HiFiC's transposed convolutions included) and unrolls one holding a plain
+    nnx convolution, whose input gradient XLA:CPU runs ~10x slower inside a loop."""
+    from robustjax.defenses import elic_net, hific_net
+    from robustjax.layers import Conv
+
+    monkeypatch.delenv("ROBUSTJAX_ATTACK_LOOP", raising=False)
+    rngs = nnx.Rngs(0)
+    x, y = jnp.zeros((2, 8, 8, 3)), jnp.zeros((2,), jnp.int32)
+
+    def head(net):
+        return lambda v: net(v).mean(axis=(1, 2))[:, :3]
+
+    cases = {
+        "layers": (head(Conv(3, 4, (3, 3), rngs=rngs)), False),
+        "elic deconv": (head(elic_net.Deconv(3, 4, rngs=rngs)), False),
+        "hific convT": (head(hific_net.ConvT(3, 4, 3, 2, 1, 1, rngs=rngs)), False),
+        "nnx": (head(nnx.Conv(3, 4, (3, 3), rngs=rngs)), True),
+    }
+    for name, (f, slow) in cases.items():
+        body = lambda i, v, f=f: v + 0.01 * jnp.sign(base.loss_grad(f, v, y))  # noqa: E731
+        assert base.has_slow_loop_convolution(body, x) == slow, name
+        hlo = jax.jit(lambda v, body=body: base.loop(3, body, v)).lower(x).as_text()
+        assert ("while" in hlo) == (not slow or jax.default_backend() != "cpu"), name
+    monkeypatch.setenv("ROBUSTJAX_ATTACK_LOOP", "rolled")
+    f, _ = cases["nnx"]
+    body = lambda i, v: v + 0.01 * jnp.sign(base.loss_grad(f, v, y))  # noqa: E731
+    assert "while" in jax.jit(lambda v: base.loop(3, body, v)).lower(x).as_text()

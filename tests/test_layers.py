@@ -120,3 +120,17 @@ def test_max_pool_matches_nnx_and_routes_the_gradient_to_the_first_maximum(shape
         expected[n, r * strides[0] + i, c * strides[1] + j, ch] += g[n, r, c, ch]
     expected = expected[:, pads[0][0]:pads[0][0] + shape[1], pads[1][0]:pads[1][0] + shape[2]]
     np.testing.assert_allclose(grad, expected, atol=1e-6, rtol=0)
+
+
+def test_transposed_convolution_form_equals_lax():
+    """Input dilation (the transposed convolutions of ELIC and HiFiC): value and both gradients."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6, 4)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(5, 5, 4, 3)), jnp.float32)
+    kw = dict(window_strides=(1, 1), padding=((2, 3), (2, 3)), lhs_dilation=(2, 2), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ours = lambda x, w: layers.conv_general_dilated(x, w, **kw)  # noqa: E731
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w, **kw)  # noqa: E731
+    np.testing.assert_array_equal(ours(x, w), ref(x, w))
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
+    for a, b in zip(jax.grad(loss(ours), argnums=(0, 1))(x, w), jax.grad(loss(ref), argnums=(0, 1))(x, w)):
+        np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.max(jnp.abs(b))), rtol=0)

@@ -30,27 +30,50 @@ def requested_unroll() -> bool | None:
     return form == "unrolled"
 
 
-def default_unroll() -> bool:
-    """The loop form for this backend: unrolled on CPU, rolled elsewhere.
-
-    XLA:CPU ran a rolled ``lax.fori_loop`` attack 2-16x slower than the same steps unrolled
-    (DESIGN.md; PGD-10 on CIFAR ResNet-20 8-10x): inside a loop body it emits the input gradient of
-    a convolution as a naive loop nest. robustjax's models build their convolutions with
-    ``robustjax.layers``, which avoids that (experiments/benchmarks/conv_in_loops.py, PGD-10,
-    ResNet-20, batch 64: rolled 9.30 vs unrolled 9.20 ms/image; with ``lax`` convolutions 87.6 vs
-    8.95); unrolled stays the CPU default for models with plain ``lax`` convolutions. On GPU/TPU a
-    rolled loop is one small program at the same speed.
-    Either way the attack is one compiled program with no host round trip between steps.
-    Override with ``ROBUSTJAX_ATTACK_LOOP=unrolled|rolled`` or each attack's ``unroll`` field.
-    """
-    requested = requested_unroll()
-    return jax.default_backend() == "cpu" if requested is None else requested
-
-
 def loop(steps: int, body, init, unroll: bool | None = None):
-    """``lax.fori_loop`` over ``steps`` with the backend's loop form (see :func:`default_unroll`)."""
-    unroll = default_unroll() if unroll is None else unroll
+    """``lax.fori_loop`` over ``steps``; ``unroll`` None chooses the loop form: rolled on GPU/TPU,
+    and on CPU rolled unless ``body`` holds a convolution XLA:CPU runs slowly inside a loop
+    (:func:`has_slow_loop_convolution`), unless ``ROBUSTJAX_ATTACK_LOOP`` says otherwise.
+
+    XLA:CPU ran rolled attacks 2-16x slower than the same steps unrolled (DESIGN.md): inside a
+    loop body it emits the input gradient of a plain convolution as a naive loop nest.
+    robustjax's models build their convolutions with ``robustjax.layers``, which avoids that
+    (experiments/benchmarks/conv_in_loops.py, PGD-10, ResNet-20, batch 64: rolled 9.30 vs unrolled
+    9.20 ms/image; with ``lax`` convolutions 87.6 vs 8.95). With them rolled is the better form
+    on CPU (PGD-10 2-11% faster with the classifiers' chains, experiments/benchmarks/attacks.py;
+    EfficientNet-Lite0 compiles in 10 s instead of 37). On GPU/TPU a rolled loop is one small
+    program at the same speed. Either way the attack is one compiled program with no host round
+    trip between steps. Each attack's ``unroll`` field overrides too."""
+    if unroll is None:
+        requested = requested_unroll()
+        if requested is not None:
+            unroll = requested
+        else:
+            unroll = jax.default_backend() == "cpu" and has_slow_loop_convolution(body, init)
     return jax.lax.fori_loop(0, steps, body, init, unroll=bool(unroll) and steps > 0)
+
+
+def has_slow_loop_convolution(body, init) -> bool:
+    """Whether the traced ``body(i, init)`` holds a convolution whose kernel lists its output
+    feature axis before its input feature axis (HLO ``..._01oi->...``, ``oi01``: the input gradient
+    of a plain ``lax`` convolution), which XLA:CPU emits as a naive loop nest inside a loop body
+    (robustjax/layers.py). Conservative: any such layout counts."""
+    jaxpr = jax.make_jaxpr(body)(jnp.zeros((), jnp.int32), init)
+    return _any_slow_convolution(jaxpr.jaxpr)
+
+
+def _any_slow_convolution(jaxpr) -> bool:
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            rhs_spec = eqn.params["dimension_numbers"].rhs_spec
+            if rhs_spec[0] < rhs_spec[1]:
+                return True
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+                if hasattr(inner, "eqns") and _any_slow_convolution(inner):
+                    return True
+    return False
 
 
 @jax.custom_vjp

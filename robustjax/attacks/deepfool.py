@@ -17,7 +17,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loop, requested_unroll
+from robustjax.attacks.base import (check_inputs, check_nonnegative, check_steps, has_slow_loop_convolution, loop,
+                                   requested_unroll)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,12 +26,12 @@ class DeepFool:
     steps: int = 50
     overshoot: float = 0.02
     candidates: int | None = None
-    # None (default) / False: a while loop that ends once every image is fooled, on every backend
-    # (unless ROBUSTJAX_ATTACK_LOOP says otherwise). True: all ``steps`` unrolled, finished images
-    # frozen (same result). XLA:CPU runs the rolled loop as fast per step as the unrolled one when
-    # the model's convolutions are built with robustjax.layers (all robustjax models are; see that
-    # module for models with plain lax convolutions), and compiles it ~6x faster (DeepFool-50,
-    # CIFAR ResNet-20: 1.6 vs 10.6 s).
+    # None (default): a while loop that ends once every image is fooled, except on CPU for a
+    # model with plain lax/nnx convolutions (unrolled there, see base.loop) or when
+    # ROBUSTJAX_ATTACK_LOOP says otherwise. False: always the while loop. True: all ``steps``
+    # unrolled, finished images frozen (same result). With robustjax.layers convolutions (all
+    # robustjax models) XLA:CPU runs the while loop as fast per step as the unrolled one and
+    # compiles it ~6x faster (DeepFool-50, CIFAR ResNet-20: 1.6 vs 10.6 s).
     unroll: bool | None = None
 
     def __call__(self, f, x, y, key=None):
@@ -69,7 +70,11 @@ class DeepFool:
             return jnp.where(active[:, None, None, None], moved, adv), active
 
         init = (x, jnp.ones((n,), bool))
-        unrolled = self.unroll if self.unroll is not None else bool(requested_unroll())
+        unrolled = self.unroll
+        if unrolled is None:
+            requested = requested_unroll()
+            unrolled = requested if requested is not None else (
+                jax.default_backend() == "cpu" and has_slow_loop_convolution(step, init))
         if unrolled:
             adv, _ = loop(self.steps, step, init, True)
             return adv

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from robustjax import layers
 from robustjax.defenses.entropy import EntropyBottleneck, gaussian_likelihood, ste_round_around
 
 GROUPS = (16, 16, 32, 64, 192)
@@ -29,7 +30,7 @@ GROUPS = (16, 16, 32, 64, 192)
 def conv(cin, cout, k, stride, rngs):
     """PyTorch ``Conv2d(cin, cout, k, stride, padding=k // 2)``."""
     p = k // 2
-    return nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding=((p, p), (p, p)), rngs=rngs)
+    return layers.Conv(cin, cout, (k, k), strides=(stride, stride), padding=((p, p), (p, p)), rngs=rngs)
 
 
 class Deconv(nnx.Module):
@@ -47,7 +48,7 @@ class Deconv(nnx.Module):
     def __call__(self, x):
         p = self.k // 2
         lo, hi = self.k - 1 - p, self.k - 1 - p + self.stride - 1
-        y = jax.lax.conv_general_dilated(
+        y = layers.conv_general_dilated(
             x, self.kernel[...], (1, 1), ((lo, hi), (lo, hi)), lhs_dilation=(self.stride, self.stride),
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y + self.bias[...]
@@ -104,8 +105,8 @@ class CheckerboardConv(nnx.Module):
 
     def __call__(self, x):
         kernel = self.conv.kernel[...] * jnp.asarray(checkerboard_kernel_mask(self.k))
-        y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((self.k // 2,) * 2,) * 2,
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = layers.conv_general_dilated(x, kernel, (1, 1), ((self.k // 2,) * 2,) * 2,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y + self.conv.bias[...]
 
 

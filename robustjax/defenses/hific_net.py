@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from robustjax import layers
 from robustjax.defenses.entropy import LIKELIHOOD_BOUND, SCALE_BOUND, conditional_likelihood, lower_bound, ste_round_around
 
 ENCODER_FILTERS = (60, 120, 240, 480, 960)
@@ -41,7 +42,7 @@ def reflect(x, top, bottom, left, right):
 def conv(cin, cout, k, stride, rngs, padding=0):
     """PyTorch ``Conv2d(cin, cout, k, stride, padding)`` with zero padding (0 = valid)."""
     p = padding
-    return nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding=((p, p), (p, p)), rngs=rngs)
+    return layers.Conv(cin, cout, (k, k), strides=(stride, stride), padding=((p, p), (p, p)), rngs=rngs)
 
 
 class ConvT(nnx.Module):
@@ -59,7 +60,7 @@ class ConvT(nnx.Module):
     def __call__(self, x):
         lo = self.k - 1 - self.padding
         hi = lo + self.output_padding
-        y = jax.lax.conv_general_dilated(
+        y = layers.conv_general_dilated(
             x, self.kernel[...], (1, 1), ((lo, hi), (lo, hi)), lhs_dilation=(self.stride, self.stride),
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y + self.bias[...]
