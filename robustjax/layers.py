@@ -13,8 +13,10 @@ outside, and a rolled 3-step gradient loop ran 11x slower than the same steps un
 and derivatives, whose forward-mode rule feeds the input tangent through a kernel transposed
 ahead of time (behind an optimisation barrier, so XLA cannot fold the transpose back into the
 convolution): its transpose, the input gradient, is then a canonical convolution wherever it sits.
-:class:`Conv` is ``flax.nnx.Conv`` using it; the models and ComDefend build their convolutions
-with it. Grouped convolutions fall back to ``lax`` unchanged.
+:class:`Conv` is ``flax.nnx.Conv`` using it; the classifiers, ComDefend, ELIC and HiFiC build their
+convolutions with it. Grouped convolutions fall back to ``lax`` unchanged; 1x1 convolutions are
+computed as matrix products, which XLA:CPU runs faster. :func:`max_pool` is a max-pool whose
+backward pass XLA:CPU runs faster than ``nnx.max_pool``'s.
 """
 
 from __future__ import annotations
