@@ -40,7 +40,7 @@ def loop(steps: int, body, init, unroll: bool | None = None):
     robustjax's models build their convolutions with ``robustjax.layers``, which avoids that
     (experiments/benchmarks/conv_in_loops.py, PGD-10, ResNet-20, batch 64: rolled 9.30 vs unrolled
     9.20 ms/image; with ``lax`` convolutions 87.6 vs 8.95). With them rolled is the better form
-    on CPU (PGD-10 2-11% faster with the classifiers' chains, experiments/benchmarks/attacks.py;
+    on CPU (PGD-10 from 1% slower to 11% faster, experiments/benchmarks/attacks.py;
     EfficientNet-Lite0 compiles in 10 s instead of 37). On GPU/TPU a rolled loop is one small
     program at the same speed. Either way the attack is one compiled program with no host round
     trip between steps. Each attack's ``unroll`` field overrides too."""
