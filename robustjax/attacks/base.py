@@ -44,13 +44,18 @@ def loop(steps: int, body, init, unroll: bool | None = None):
     EfficientNet-Lite0 compiles in 10 s instead of 37). On GPU/TPU a rolled loop is one small
     program at the same speed. Either way the attack is one compiled program with no host round
     trip between steps. Each attack's ``unroll`` field overrides too."""
-    if unroll is None:
-        requested = requested_unroll()
-        if requested is not None:
-            unroll = requested
-        else:
-            unroll = jax.default_backend() == "cpu" and has_slow_loop_convolution(body, init)
+    unroll = default_unroll(body, init) if unroll is None else unroll
     return jax.lax.fori_loop(0, steps, body, init, unroll=bool(unroll) and steps > 0)
+
+
+def default_unroll(body, init) -> bool:
+    """The loop form for ``body(i, state)`` starting from ``init`` when the attack leaves it open
+    (True = unrolled): ``ROBUSTJAX_ATTACK_LOOP`` if set, else unrolled only on CPU for a body with
+    a convolution XLA:CPU runs slowly inside a loop (see :func:`loop`)."""
+    requested = requested_unroll()
+    if requested is not None:
+        return requested
+    return jax.default_backend() == "cpu" and has_slow_loop_convolution(body, init)
 
 
 def has_slow_loop_convolution(body, init) -> bool:

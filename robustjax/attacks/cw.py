@@ -42,7 +42,7 @@ class CW:
     steps: int = 50
     lr: float = 0.01
     margin: str = "torchattacks"
-    unroll: bool | None = None  # None: base.loop chooses the loop form
+    unroll: bool | None = None  # None: base.default_unroll chooses the loop form
 
     def __call__(self, f, x, y, key=None):
         check_inputs(f, x, y)

@@ -17,8 +17,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from robustjax.attacks.base import (check_inputs, check_nonnegative, check_steps, has_slow_loop_convolution, loop,
-                                   requested_unroll)
+from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, default_unroll, loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +26,7 @@ class DeepFool:
     overshoot: float = 0.02
     candidates: int | None = None
     # None (default): a while loop that ends once every image is fooled, except on CPU for a
-    # model with plain lax/nnx convolutions (unrolled there, see base.loop) or when
+    # model with plain lax/nnx convolutions (unrolled there, base.default_unroll) or when
     # ROBUSTJAX_ATTACK_LOOP says otherwise. False: always the while loop. True: all ``steps``
     # unrolled, finished images frozen (same result). With robustjax.layers convolutions (all
     # robustjax models) XLA:CPU runs the while loop as fast per step as the unrolled one and
@@ -70,12 +69,7 @@ class DeepFool:
             return jnp.where(active[:, None, None, None], moved, adv), active
 
         init = (x, jnp.ones((n,), bool))
-        unrolled = self.unroll
-        if unrolled is None:
-            requested = requested_unroll()
-            unrolled = requested if requested is not None else (
-                jax.default_backend() == "cpu" and has_slow_loop_convolution(step, init))
-        if unrolled:
+        if default_unroll(step, init) if self.unroll is None else self.unroll:
             adv, _ = loop(self.steps, step, init, True)
             return adv
 
