@@ -27,7 +27,7 @@ def main() -> None:
     import jax.numpy as jnp
 
     from robustjax.defenses import elic
-    from robustjax.defenses.elic_codec import ElicCodec
+    from robustjax.defenses.elic.codec import ElicCodec
 
     root = Path(__file__).resolve().parents[1]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from robustjax.defenses import jpeg, jpeg_files
+from robustjax.defenses import jpeg
+from robustjax.defenses.jpeg import files as jpeg_files
 
 QUALITIES = (5, 10, 15, 25, 35, 50, 75, 95)
 PAPER_BPP = (0.35, 0.48, 0.59, 0.78, 0.94, 1.14, 1.65, 3.80)  # seed 000 Table 1

@@ -288,7 +288,8 @@ def test_loop_form_follows_the_models_convolutions(monkeypatch):
     """On CPU, ``loop`` rolls a body whose convolutions are robustjax.layers' (canonical input
     gradients: ELIC's and HiFiC's transposed convolutions included) and unrolls one holding a plain
     nnx convolution, whose input gradient XLA:CPU runs ~10x slower inside a loop."""
-    from robustjax.defenses import elic_net, hific_net
+    from robustjax.defenses.elic import net as elic_net
+    from robustjax.defenses.hific import net as hific_net
     from robustjax.layers import Conv
 
     monkeypatch.delenv("ROBUSTJAX_ATTACK_LOOP", raising=False)

@@ -110,7 +110,7 @@ def test_foreign_state_dict_says_what_it_expected(pair):
 
 
 def test_real_bitstream_roundtrip_and_size(pair, ours):
-    from robustjax.defenses.elic_codec import ElicCodec
+    from robustjax.defenses.elic.codec import ElicCodec
 
     _, model, x, _ = pair
     out, _ = ours

@@ -207,7 +207,7 @@ def test_published_file_converts_on_the_command_line(ckpt7, tmp_path, ref, x):
 @pytest.mark.parametrize("variant", ["low", "med"])
 def test_real_bitstream_roundtrip_and_size(ref, x, variant):
     """Gaussian and logistic latent tables; the size is checked against the forward's estimate."""
-    from robustjax.defenses.hific_codec import HificCodec
+    from robustjax.defenses.hific.codec import HificCodec
 
     model, _, out, _ = run(ref, x, variant, grad=False)
     check_real_bitstream(HificCodec(model), x, out)

@@ -10,8 +10,9 @@ import torch
 from kornia.enhance import jpeg_codec_differentiable
 from PIL import Image
 
-from robustjax.defenses import get, jpeg, jpeg_files
-from robustjax.defenses.jpeg_codec import _blockwise_codec, _tables_kornia
+from robustjax.defenses import get, jpeg
+from robustjax.defenses.jpeg import files as jpeg_files
+from robustjax.defenses.jpeg.codec import _blockwise_codec, _tables_kornia
 
 from conftest import DATA, need
 

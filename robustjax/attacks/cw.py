@@ -19,7 +19,6 @@ import optax
 
 from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loop
 
-
 MARGINS = ("torchattacks", "logit")
 
 

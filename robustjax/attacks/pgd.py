@@ -8,8 +8,16 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from robustjax.attacks.base import (check_inputs, check_nonnegative, check_steps, l2_norms, loop, loss_grad,
-                                    per_image, project_linf_pgd)
+from robustjax.attacks.base import (
+    check_inputs,
+    check_nonnegative,
+    check_steps,
+    l2_norms,
+    loop,
+    loss_grad,
+    per_image,
+    project_linf_pgd,
+)
 
 NORMS = ("linf", "l2")
 DEFAULT_EPS = {"linf": 8 / 255, "l2": 1.0}  # torchattacks PGD / PGDL2 defaults

@@ -16,7 +16,6 @@ Given a classifier ``f`` and a defense ``d`` (``d(x, key)``), the *evaluated* mo
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from robustjax.attacks.base import cross_entropy
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image

@@ -5,11 +5,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from robustjax.defenses.registry import Defense
+from robustjax.defenses.base import Defense
 
 
 def sequential(defense: Defense, n: int) -> Defense:
-    """``d^n``: apply ``defense`` ``n`` times (seed 000's sequential compression).
+    """``d^n``: apply ``defense`` ``n`` times (Räber et al. 2025's sequential compression).
 
     The rounds run in one ``lax.scan`` whose body is wrapped in ``jax.checkpoint``: the backward
     pass keeps only each round's input image (n x the image batch) and recomputes a round's

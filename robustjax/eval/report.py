@@ -15,7 +15,6 @@ import csv
 import io
 import re
 from collections import defaultdict
-from fractions import Fraction
 from pathlib import Path
 
 from robustjax.eval.store import Store

@@ -23,12 +23,12 @@ import numpy as np
 
 import robustjax
 from robustjax import data as rdata
+from robustjax.attacks.base import l2_norms
+from robustjax.attacks.threat import attacker_view
 from robustjax.eval import config as C
 from robustjax.eval.components import Components, accepts_key, model_info
 from robustjax.eval.mesh import BatchMesh
 from robustjax.eval.store import Store, cell_key
-from robustjax.attacks.base import l2_norms
-from robustjax.attacks.threat import attacker_view
 
 
 @dataclasses.dataclass(frozen=True)

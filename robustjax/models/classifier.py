@@ -11,7 +11,6 @@ from flax import nnx
 
 from robustjax.checks import check_images
 
-
 CPU_CHAINS = 4
 MIN_CHAIN_IMAGES = 16
 

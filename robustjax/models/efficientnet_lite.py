@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from robustjax import layers
-from robustjax.porting import Ignore, Rule, batchnorm_rules, conv_kernel, linear_kernel
+from robustjax.porting import Rule, batchnorm_rules, conv_kernel, linear_kernel
 
 NUM_CLASSES = 1000
 INPUT_SIZE = 224

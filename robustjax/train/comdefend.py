@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import glob
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -210,7 +209,7 @@ def train(cfg: Config, images: list[np.ndarray] | None = None) -> dict:
     """
     from tqdm.auto import tqdm
 
-    v = cd._variant(cfg.variant)
+    v = cd.variant_config(cfg.variant)
     if cfg.penalty not in ("binary", "code"):
         raise ValueError(f"penalty must be 'binary' or 'code', got {cfg.penalty!r}")
     if not (cfg.lr > 0 and cfg.final_lr > 0 and cfg.batch_size > 0 and cfg.epochs > 0 and cfg.crop > 0):

@@ -1,4 +1,4 @@
-"""Real HiFiC bitstreams with ``constriction`` (ANS coding, as ``elic_codec``), so bits per pixel can be measured.
+"""Real HiFiC bitstreams with ``constriction`` (ANS coding, as ``elic.codec``), so bits per pixel can be measured.
 
 ``HificCodec(model).compress(x) -> list[bytes]`` (one file per image) and ``.decompress(data) -> x_hat``,
 where ``x_hat`` equals ``hific.forward(model, x)["x_hat"]`` (cropped, clamped).
@@ -27,7 +27,7 @@ from flax import nnx
 from scipy.special import expit, ndtr
 
 from robustjax.defenses.entropy import LIKELIHOOD_BOUND
-from robustjax.defenses.hific_net import HiFiC
+from robustjax.defenses.hific.net import HiFiC
 
 MAGIC = b"HFC1"
 _HEADER = 7
@@ -40,7 +40,7 @@ class HificCodec:
     """Entropy-coded HiFiC for images (N, H, W, 3) in [0, 1], any H, W (padded and cropped as the forward)."""
 
     def __init__(self, model: HiFiC):
-        from robustjax.defenses import hific
+        from robustjax.defenses.hific import defense as hific
 
         self.graphdef, self.state = nnx.split(model)
         self.likelihood = model.likelihood
@@ -49,8 +49,8 @@ class HificCodec:
 
         def analysis(s, x):
             net = m(s)
-            xp = hific._pad_to(2.0 * x - 1.0 if net.normalize_input_image else x, hific.STRIDE)
-            y = hific._pad_to(net.Encoder(xp), 4)
+            xp = hific.pad_to(2.0 * x - 1.0 if net.normalize_input_image else x, hific.STRIDE)
+            y = hific.pad_to(net.Encoder(xp), 4)
             return y, net.Hyperprior.analysis_net(y)
 
         def synthesis(s, y_hat, h, w):
@@ -91,7 +91,7 @@ class HificCodec:
     # -- public ----------------------------------------------------------------------------------
     def compress(self, x) -> list[bytes]:
         """Images (N, H, W, 3) in [0, 1] -> one byte string per image."""
-        from robustjax.defenses.hific import check_size
+        from robustjax.defenses.hific.defense import check_size
 
         check_size(x)
         return [self._compress_one(jnp.asarray(x[i : i + 1])) for i in range(x.shape[0])]

@@ -1,10 +1,4 @@
-"""HiFiC as a defense: the published checkpoints, the key map, the forward and the ``hific:V`` spec.
-
-Spec: ``hific:low``, ``hific:med``, ``hific:hi`` (any H, W: the image is reflect-padded to a multiple
-of 16 and the reconstruction cropped back, as the reference's evaluation mode), option
-``weights=PATH`` (a published ``.pt`` or a converted folder); default
-``$ROBUSTJAX_WEIGHTS/hific/hific_{low,med,hi}.pt``, converted on first use into ``$ROBUSTJAX_CACHE/hific``.
-``seq:N:hific:V`` runs N rounds (``robustjax.defenses.sequential``).
+"""HiFiC's published checkpoints: the key map onto the network and loading (converted on first use).
 
 Published checkpoints (Justin-Tan/high-fidelity-generative-compression, README links, ~2 GB each) are
 ``torch.save`` dicts: ``model_state_dict`` (``Encoder.*``, ``Generator.*``, ``Hyperprior.*`` and, from
@@ -20,16 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from robustjax import checkpoints
-from robustjax.checks import check_images
-from robustjax.defenses.entropy import LIKELIHOOD_BOUND, bits
-from robustjax.defenses.hific_net import LIKELIHOODS, HiFiC, reflect
-from robustjax.defenses.registry import Defense, register
+from robustjax.defenses.hific.net import LIKELIHOODS, HiFiC
 from robustjax.porting import CheckpointMismatchError, Ignore, Rule, conv_kernel, conv_transpose_kernel, load_into
 from robustjax.torch_reader import read_torch
 
@@ -213,58 +202,3 @@ def load(variant: str = "low", weights: str | os.PathLike | None = None) -> tupl
 # ---------------------------------------------------------------------------------------------
 # Forward with rate, the defense
 # ---------------------------------------------------------------------------------------------
-def _pad_to(x, multiple: int):
-    h, w = x.shape[1:3]
-    return reflect(x, 0, (-h) % multiple, 0, (-w) % multiple)
-
-
-MIN_SIZE = 65
-
-
-def check_size(x) -> None:
-    """Raise ValueError unless ``x`` is (N, H, W, 3) float in [0, 1] with H, W >= 65.
-
-    Smaller images give hyper-analysis maps of 2 pixels, which the reference's reflection pad of 2
-    cannot pad (PyTorch raises there too).
-    """
-    check_images(x, channels=(3,))
-    h, w = x.shape[1:3]
-    if h < MIN_SIZE or w < MIN_SIZE:
-        raise ValueError(f"HiFiC needs H, W >= {MIN_SIZE} (its hyperprior's reflection pads), got {h}x{w}")
-
-
-def forward(model: HiFiC, x: jax.Array) -> dict:
-    """The reference's evaluation forward on ``x`` (N, H, W, 3) in [0, 1], any H, W.
-
-    Reflect-pad to a multiple of 16, encode, reflect-pad y to a multiple of 4, ``z_hat = floor(z + 0.5)``
-    (zero gradient), ``y_hat = floor(y - mu + 0.5) + mu`` (straight-through), generate, crop, clamp.
-    Returns ``{"x_hat": (N, H, W, 3) in [0, 1], "likelihoods": {"y", "z"}, "bpp": (N,)}``; ``bpp`` is
-    the reference's ``total_qbpp``: ``-sum log2(p + 1e-9)`` over the padded latents, divided by the
-    pixels of the padded image (equal to H * W when both are multiples of 16).
-    """
-    check_size(x)
-    n, h, w, _ = x.shape
-    xp = _pad_to(x, STRIDE)
-    out = model(xp)
-    x_hat = jnp.clip(out["x_hat"][:, :h, :w], 0.0, 1.0)
-    lik = out["likelihoods"]
-    bpp = sum(bits(p + LIKELIHOOD_BOUND) for p in lik.values()) / float(xp.shape[1] * xp.shape[2])
-    return {"x_hat": x_hat, "likelihoods": lik, "bpp": bpp}
-
-
-def make_defense(model: HiFiC, spec: str = "hific") -> Defense:
-    """Defense ``x -> clamp(crop(G(y_hat)), 0, 1)``; parameters closed over."""
-    graphdef, state = nnx.split(model)
-
-    def fn(x, key=None):
-        return forward(nnx.merge(graphdef, state), x)["x_hat"]
-
-    return Defense(spec, fn)
-
-
-@register("hific", usage="hific:V[:weights=PATH] with V in " + "/".join(VARIANTS))
-def _factory(variant: str = "low", weights: str | None = None) -> Defense:
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown HiFiC variant {variant!r}; published: {', '.join(VARIANTS)}")
-    model, _ = load(variant, weights)
-    return make_defense(model, f"hific:{variant}")

@@ -11,7 +11,7 @@ defense (compressai's eval forward, ``forward_method="twopass"``):
   ``y_hat = round(y - mean) + mean`` with a straight-through gradient.
 - ``x_hat = g_s(y_hat)`` (no clamp), likelihoods of y (Gaussian conditional) and z (factorized).
 
-Module paths mirror Chandelier's flat state dict, so the key map in ``elic.py`` is mechanical.
+Module paths mirror Chandelier's flat state dict, so the key map in ``params.py`` is mechanical.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Module paths mirror the published ``model_state_dict`` (``Encoder.conv_block1.1.weight`` ->
 ``Encoder.conv_block1.conv.kernel``, ``Generator.resblock_0.conv1.weight`` ->
 ``Generator.resblocks.0.conv1.kernel``, ``Hyperprior.hyperlatent_likelihood.H_0`` ->
-``Hyperprior.hyperlatent_likelihood.H.0``), so the key map in ``hific.py`` is mechanical.
+``Hyperprior.hyperlatent_likelihood.H.0``), so the key map in ``params.py`` is mechanical.
 
 - ``ChannelNorm``: per pixel across channels, unbiased variance (ddof=1), eps 1e-3, gamma/beta.
 - ``Encoder`` (3 -> C=220, /16): reflect-pad 3, conv7x7 -> 60, norm, ReLU; four times
@@ -26,7 +26,13 @@ import numpy as np
 from flax import nnx
 
 from robustjax import layers
-from robustjax.defenses.entropy import LIKELIHOOD_BOUND, SCALE_BOUND, conditional_likelihood, lower_bound, ste_round_around
+from robustjax.defenses.entropy import (
+    LIKELIHOOD_BOUND,
+    SCALE_BOUND,
+    conditional_likelihood,
+    lower_bound,
+    ste_round_around,
+)
 
 ENCODER_FILTERS = (60, 120, 240, 480, 960)
 GENERATOR_FILTERS = (960, 480, 240, 120, 60)

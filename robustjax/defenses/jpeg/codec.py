@@ -30,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax.checks import check_images, is_concrete
-from robustjax.defenses import jpeg_islow
-from robustjax.defenses import rounding as rounding_lib
-from robustjax.defenses.registry import Defense, register
+from robustjax.defenses.base import Defense
+from robustjax.defenses.jpeg import islow
+from robustjax.defenses.jpeg import rounding as rounding_lib
+from robustjax.defenses.registry import register
 
 # ITU-T T.81 Annex K tables, in natural (row-major) order.
 LUMA_TABLE = np.array(
@@ -210,10 +211,10 @@ def _jpeg_libjpeg(x, q, rounding, chroma):
         islow pipeline; ste's gradient is the float DCT's with the quantiser passed straight through;
         cubic's value and gradient are the float DCT with the cubic quantiser."""
         if rounding == "exact":
-            return jpeg_islow.codec(plane, table)
+            return islow.codec(plane, table)
         decoded = jnp.clip(_store8(_blockwise_codec(plane, table, lambda v: quantise(v, rounding_lib.round_half_away))), 0.0, 255.0)
         if rounding == "ste":
-            decoded = decoded + jax.lax.stop_gradient(jpeg_islow.codec(plane, table) - decoded)
+            decoded = decoded + jax.lax.stop_gradient(islow.codec(plane, table) - decoded)
         return decoded
 
     if channels == 1:

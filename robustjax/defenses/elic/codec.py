@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from robustjax.defenses.elic_net import Elic, anchor_mask
+from robustjax.defenses.elic.net import Elic, anchor_mask
 from robustjax.defenses.entropy import LIKELIHOOD_BOUND, SCALE_BOUND
 
 MAGIC = b"ELC1"
@@ -87,7 +87,7 @@ class ElicCodec:
     # -- public ----------------------------------------------------------------------------------
     def compress(self, x) -> list[bytes]:
         """Images (N, H, W, 3) in [0, 1], H, W % 64 == 0 -> one byte string per image."""
-        from robustjax.defenses.elic import check_size
+        from robustjax.defenses.elic.defense import check_size
 
         check_size(x, "exact")
         return [self._compress_one(jnp.asarray(x[i : i + 1])) for i in range(x.shape[0])]
