@@ -30,6 +30,7 @@ import numpy as np
 from flax import nnx
 
 from robustjax.porting import load_into
+from robustjax.registry import Registry
 from robustjax.torch_reader import read_torch, state_dict_of
 
 
@@ -53,18 +54,16 @@ class Family:
     read_config: Callable[[Path], tuple[Mapping[str, np.ndarray], Mapping[str, Any], Mapping[str, Any]]] | None = None
 
 
-FAMILIES: dict[str, Family] = {}
+FAMILIES = Registry("checkpoint family")
 
 
 def register_family(family: Family) -> Family:
-    FAMILIES[family.name] = family
-    return family
+    return FAMILIES.register(family.name, family, usage=family.name)
 
 
 def family(name: str) -> Family:
-    if name not in FAMILIES:
-        raise ValueError(f"unknown checkpoint family {name!r}; known: {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[name]
+    """The registered family ``name`` (``ValueError`` listing the known ones)."""
+    return FAMILIES.get(name)
 
 
 def sha256_of(path: str | Path) -> str:

@@ -42,7 +42,7 @@ class Registry:
         if obj is None:
             return lambda o: self.register(name, o, usage=usage, **traits)
         old = self._entries.get(name)
-        if old is not None and old.obj is not obj:
+        if old is not None and old.obj != obj:
             raise ValueError(f"{self.kind} {name!r} is registered already (as {old.obj!r})")
         self._entries[name] = Entry(name, obj, usage or name, dict(traits))
         return obj

@@ -161,7 +161,7 @@ def test_minimum_norm_attack_scored_under_l2_bounds(tmp_path):
     import robustjax.attacks as A
     from robustjax.data import Resize, load
 
-    real = dataclasses.replace(components(), get_attack=A.get, attack_names=A.names, minimum_norm=lambda n: n in A.MINIMUM_NORM)
+    real = dataclasses.replace(components(), get_attack=A.get, attack_names=A.names, minimum_norm=A.is_minimum_norm)
     bounds = [0.0, 0.05, 0.2, 100.0]
     recs = Runner(cfg(tmp_path, defenses=["none"], attacks=[{"name": "deepfool", "steps": 10}], eps=bounds, batch_size=8), real, progress=False).run()
     (r,) = recs

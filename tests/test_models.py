@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from robustjax import checkpoints, models
+from robustjax import checkpoints, models, xla_cpu
 from robustjax.models import cifar_resnet, small_cnn
 from robustjax.porting import CheckpointMismatchError, load_into
 from robustjax.torch_reader import read_torch, state_dict_of
@@ -217,8 +217,8 @@ def test_chains_change_speed_not_logits(monkeypatch):
         np.testing.assert_allclose(jax.jit(f)(x), ref, rtol=0, atol=1e-5)
         np.testing.assert_allclose(jax.grad(lambda v: f(v)[:, 3].sum())(x), grad_ref, rtol=0, atol=1e-6)
     f.chains = None
-    assert models.classifier.default_chains(12) == 1  # small batches stay one chain (compile time)
-    assert models.classifier.default_chains(256) == (4 if jax.default_backend() == "cpu" else 1)
+    assert xla_cpu.default_chains(12) == 1  # small batches stay one chain (compile time)
+    assert xla_cpu.default_chains(256) == (4 if jax.default_backend() == "cpu" else 1)
     monkeypatch.setenv("ROBUSTJAX_CHAINS", "3")
     np.testing.assert_allclose(f(x), ref, rtol=0, atol=1e-5)
     monkeypatch.setenv("ROBUSTJAX_CHAINS", "many")

@@ -1,9 +1,10 @@
 """Attacks written natively in JAX, called as ``x_adv = attack(f, x, y, key=key)``.
 
-``get(name, **hparams)`` builds one from its command-line name: ``fgsm``, ``ifgsm``/``bim``,
-``pgd`` (``norm="linf"|"l2"``), ``mifgsm``, ``cw``, ``deepfool``. Defaults follow torchattacks
-3.5.1 and seed 000's Table 3 (step size ``alpha = eps / 4``, 10 steps; CW c=1, kappa=0, 50 steps,
-lr 0.01; DeepFool 50 steps, overshoot 0.02). Threat models: :mod:`robustjax.attacks.threat`.
+``get(name, **hparams)`` builds one from its command-line name (:data:`REGISTRY`): ``fgsm``,
+``ifgsm``/``bim``, ``pgd`` (``norm="linf"|"l2"``), ``mifgsm``, ``cw``, ``deepfool``. Defaults follow
+torchattacks 3.5.1 and Räber et al. 2025's Table 3 (step size ``alpha = eps / 4``, 10 steps; CW c=1,
+kappa=0, 50 steps, lr 0.01; DeepFool 50 steps, overshoot 0.02). Minimum-norm attacks carry the trait
+``minimum_norm`` (no eps budget; scored at L2 bounds). Threat models: :mod:`robustjax.attacks.threat`.
 """
 
 from robustjax.attacks.bim import BIM
@@ -14,22 +15,33 @@ from robustjax.attacks.fgsm import FGSM
 from robustjax.attacks.mifgsm import MIFGSM
 from robustjax.attacks.pgd import PGD
 from robustjax.attacks.threat import THREATS, EOTView, View, attacker_view, bpda
+from robustjax.registry import Registry
 
-REGISTRY = {"fgsm": FGSM, "ifgsm": BIM, "bim": BIM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "deepfool": DeepFool}
-# Attacks that search for a minimum-norm perturbation and have no eps budget.
-MINIMUM_NORM = ("cw", "deepfool")
+REGISTRY = Registry("attack")
+REGISTRY.register("fgsm", FGSM, usage="fgsm: one signed-gradient step of size eps (Goodfellow et al. 2015)")
+REGISTRY.register("ifgsm", BIM, usage="ifgsm[:steps=10][:alpha=eps/4]: iterated FGSM (Kurakin et al. 2017)")
+REGISTRY.register("bim", BIM, usage="bim: the same attack as ifgsm")
+REGISTRY.register("pgd", PGD, usage="pgd[:steps=10][:alpha=eps/4][:norm=linf|l2]: iFGSM from a random start (Madry et al. 2018)")
+REGISTRY.register("mifgsm", MIFGSM, usage="mifgsm[:steps=10][:decay=1.0]: momentum iFGSM (Dong et al. 2018)")
+REGISTRY.register("cw", CW, usage="cw[:c=1][:kappa=0][:steps=50][:lr=0.01]: minimum-norm L2 (Carlini & Wagner 2017)",
+                  minimum_norm=True)
+REGISTRY.register("deepfool", DeepFool, usage="deepfool[:steps=50][:overshoot=0.02]: minimum-norm L2 (Moosavi-Dezfooli et al. 2016)",
+                  minimum_norm=True)
 
 
 def names() -> list[str]:
-    return sorted(REGISTRY)
+    return REGISTRY.names()
+
+
+def is_minimum_norm(name: str) -> bool:
+    """Whether ``name`` searches for a minimum-norm perturbation (no eps budget; scored at L2 bounds)."""
+    return bool(REGISTRY.trait(name, "minimum_norm", False))
 
 
 def get(name: str, **hparams):
     """The attack ``name`` with ``hparams`` (unknown names or hyper-parameters raise ValueError)."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown attack {name!r}; valid: {', '.join(names())}")
-    cls = REGISTRY[name]
-    if name in MINIMUM_NORM:
+    cls = REGISTRY.get(name)
+    if is_minimum_norm(name):
         hparams.pop("eps", None)  # scored by l2_bounded_accuracy instead of a budget
     try:
         return cls(**hparams)
@@ -38,5 +50,5 @@ def get(name: str, **hparams):
         raise ValueError(f"bad hyper-parameters for {name}: {e}; valid: {', '.join(fields)}") from None
 
 
-__all__ = ["BIM", "CW", "DeepFool", "EOTView", "FGSM", "MIFGSM", "PGD", "THREATS", "View", "attacker_view", "bpda",
-           "get", "l2_bounded_accuracy", "min_norm_accuracy", "names", "robust_accuracy"]
+__all__ = ["BIM", "CW", "DeepFool", "EOTView", "FGSM", "MIFGSM", "PGD", "REGISTRY", "THREATS", "View", "attacker_view",
+           "bpda", "get", "is_minimum_norm", "l2_bounded_accuracy", "min_norm_accuracy", "names", "robust_accuracy"]

@@ -9,76 +9,23 @@ once); ``steps`` must be a Python int.
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from robustjax.checks import check_images, is_concrete
-
-LOOP_FORMS = ("unrolled", "rolled")
-
-
-def requested_unroll() -> bool | None:
-    """The loop form ``ROBUSTJAX_ATTACK_LOOP=unrolled|rolled`` asks for (True = unrolled), or None."""
-    form = os.environ.get("ROBUSTJAX_ATTACK_LOOP")
-    if not form:
-        return None
-    if form not in LOOP_FORMS:
-        raise ValueError(f"ROBUSTJAX_ATTACK_LOOP must be one of {', '.join(LOOP_FORMS)}, got {form!r}")
-    return form == "unrolled"
+from robustjax.xla_cpu import default_unroll
 
 
 def loop(steps: int, body, init, unroll: bool | None = None):
     """``lax.fori_loop`` over ``steps``; ``unroll`` None chooses the loop form: rolled on GPU/TPU,
     and on CPU rolled unless ``body`` holds a convolution XLA:CPU runs slowly inside a loop
-    (:func:`has_slow_loop_convolution`), unless ``ROBUSTJAX_ATTACK_LOOP`` says otherwise.
+    (:func:`robustjax.xla_cpu.has_slow_loop_convolution`), unless ``ROBUSTJAX_ATTACK_LOOP`` says otherwise.
 
-    XLA:CPU ran rolled attacks 2-16x slower than the same steps unrolled (DESIGN.md): inside a
-    loop body it emits the input gradient of a plain convolution as a naive loop nest.
-    robustjax's models build their convolutions with ``robustjax.layers``, which avoids that
-    (experiments/benchmarks/conv_in_loops.py, PGD-10, ResNet-20, batch 64: rolled 9.30 vs unrolled
-    9.20 ms/image; with ``lax`` convolutions 87.6 vs 8.95). With them rolled is the better form
-    on CPU (PGD-10 from 1% slower to 11% faster, experiments/benchmarks/attacks.py;
-    EfficientNet-Lite0 compiles in 10 s instead of 37). On GPU/TPU a rolled loop is one small
-    program at the same speed. Either way the attack is one compiled program with no host round
-    trip between steps. Each attack's ``unroll`` field overrides too."""
+    Either way the attack is one compiled program with no host round trip between steps; why the
+    form matters on CPU is in :mod:`robustjax.xla_cpu`. Each attack's ``unroll`` field overrides too."""
     unroll = default_unroll(body, init) if unroll is None else unroll
     return jax.lax.fori_loop(0, steps, body, init, unroll=bool(unroll) and steps > 0)
-
-
-def default_unroll(body, init) -> bool:
-    """The loop form for ``body(i, state)`` starting from ``init`` when the attack leaves it open
-    (True = unrolled): ``ROBUSTJAX_ATTACK_LOOP`` if set, else unrolled only on CPU for a body with
-    a convolution XLA:CPU runs slowly inside a loop (see :func:`loop`)."""
-    requested = requested_unroll()
-    if requested is not None:
-        return requested
-    return jax.default_backend() == "cpu" and has_slow_loop_convolution(body, init)
-
-
-def has_slow_loop_convolution(body, init) -> bool:
-    """Whether the traced ``body(i, init)`` holds a convolution whose kernel lists its output
-    feature axis before its input feature axis (HLO ``..._01oi->...``, ``oi01``: the input gradient
-    of a plain ``lax`` convolution), which XLA:CPU emits as a naive loop nest inside a loop body
-    (robustjax/layers.py). Conservative: any such layout counts."""
-    jaxpr = jax.make_jaxpr(body)(jnp.zeros((), jnp.int32), init)
-    return _any_slow_convolution(jaxpr.jaxpr)
-
-
-def _any_slow_convolution(jaxpr) -> bool:
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated":
-            rhs_spec = eqn.params["dimension_numbers"].rhs_spec
-            if rhs_spec[0] < rhs_spec[1]:
-                return True
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (tuple, list)) else (value,):
-                inner = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
-                if hasattr(inner, "eqns") and _any_slow_convolution(inner):
-                    return True
-    return False
 
 
 @jax.custom_vjp

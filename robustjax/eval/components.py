@@ -23,71 +23,24 @@ class Components:
     minimum_norm: Callable = lambda name: False  # (attack name) -> True for CW / DeepFool (no eps budget)
 
 
-def _names(module, *candidates):
-    for c in candidates:
-        obj = getattr(module, c, None)
-        if obj is None:
-            continue
-        names = obj() if callable(obj) else obj
-        return sorted(names)
-    return None
-
-
 def default() -> Components:
+    """The project's own registries: ``robustjax.models``, ``robustjax.attacks``, ``robustjax.defenses``, ``robustjax.data``."""
+    import robustjax.attacks
     import robustjax.data
     import robustjax.defenses
+    import robustjax.models
 
-    def load_model(name, weights=None, head=None):
-        import robustjax.models
-
-        return robustjax.models.load(name, weights=weights, head=head)
-
-    def model_names():
-        import robustjax.models
-
-        return _names(robustjax.models, "names", "available", "MODELS", "REGISTRY")
-
-    def get_attack(name, **hp):
-        import robustjax.attacks
-
-        return robustjax.attacks.get(name, **hp)
-
-    def attack_names():
-        import robustjax.attacks
-
-        return _names(robustjax.attacks, "names", "available", "ATTACKS", "REGISTRY")
-
-    def minimum_norm(name):
-        import robustjax.attacks
-
-        return name in getattr(robustjax.attacks, "MINIMUM_NORM", ())
-
-    return Components(load_model, model_names, get_attack, attack_names, robustjax.defenses.get, robustjax.data.load, minimum_norm)
+    return Components(robustjax.models.load, robustjax.models.names, robustjax.attacks.get, robustjax.attacks.names,
+                      robustjax.defenses.get, robustjax.data.load, robustjax.attacks.is_minimum_norm)
 
 
 def model_info(f, name: str) -> dict:
-    """``input_size``, ``num_classes`` and ``preprocessing`` of a loaded classifier.
-
-    Read from the classifier's attributes, falling back to its model module's ``INPUT_SIZE`` /
-    ``NUM_CLASSES`` / ``PREPROCESSING`` (robustjax/models/<name>.py).
-    """
-    module = None
-    try:
-        import importlib
-
-        module = importlib.import_module(f"robustjax.models.{name}")
-    except ImportError:
-        pass
-
-    def pick(attr, const):
-        v = getattr(f, attr, None)
-        if v is None and module is not None:
-            v = getattr(module, const, None)
-        return v
-
-    info = {"input_size": pick("input_size", "INPUT_SIZE"), "num_classes": pick("num_classes", "NUM_CLASSES"), "preprocessing": pick("preprocessing", "PREPROCESSING")}
+    """``input_size``, ``num_classes`` and ``preprocessing`` of a loaded classifier, read from its
+    attributes (every :class:`robustjax.models.Classifier` carries them); ``ValueError`` when
+    ``input_size`` is missing, since the data cannot be resized for the model without it."""
+    info = {k: getattr(f, k, None) for k in ("input_size", "num_classes", "preprocessing")}
     if info["input_size"] is None:
-        raise ValueError(f"classifier {name!r} exposes no input_size (nor INPUT_SIZE in its module)")
+        raise ValueError(f"classifier {name!r} exposes no input_size attribute")
     return info
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import jax
@@ -10,33 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from robustjax.checks import check_images
-
-CPU_CHAINS = 4
-MIN_CHAIN_IMAGES = 16
-
-
-def default_chains(batch: int) -> int:
-    """How many independent chains :class:`Classifier` splits a batch of ``batch`` images into:
-    ``ROBUSTJAX_CHAINS`` if set, else on CPU up to 4 with at least 16 images each, 1 elsewhere.
-
-    XLA:CPU keeps 2 cores only ~1.45 busy on one chain of CIFAR-sized kernels (its executor runs
-    one small kernel at a time between the multi-threaded convolutions); with independent chains
-    it overlaps them. PGD-10 on 2 cores, same program otherwise: CIFAR ResNet-20 at batch 256
-    10.2-10.3 -> 8.0-8.9 ms/image with 4 chains over three runs (8 and 16 chains: 8.20, 8.37),
-    ResNet-50 at batch 8 565 -> 524 (2 chains: 516). Each chain is a copy of the model in the
-    compiled program, so compilation takes up to 4x longer; the 16-image floor keeps small runs,
-    where compilation dominates, on one chain (the quick-start test ran 30 s with one chain, 98 s
-    with four chains of one image). GPU kernels fill the device on their own, so other backends
-    keep one chain.
-    """
-    value = os.environ.get("ROBUSTJAX_CHAINS")
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"ROBUSTJAX_CHAINS must be an integer >= 1, got {value!r}")
-        return int(value)
-    if jax.default_backend() != "cpu":
-        return 1
-    return max(1, min(CPU_CHAINS, batch // MIN_CHAIN_IMAGES))
+from robustjax.xla_cpu import default_chains
 
 
 class Classifier:
@@ -47,7 +20,7 @@ class Classifier:
     of the logits (e.g. the 10 Imagenette classes of an ImageNet model).
 
     ``chains``: the batch is run as this many independent interleaved sub-batches (images i, i+k,
-    i+2k, ... form chain i), which only changes speed (see :func:`default_chains`; None: that
+    i+2k, ... form chain i), which only changes speed (see :func:`robustjax.xla_cpu.default_chains`; None: that
     default, capped at the largest divisor of the batch). Interleaving keeps every chain spread
     evenly over the devices when the batch axis is sharded.
     """

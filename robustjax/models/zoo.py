@@ -11,6 +11,7 @@ from flax import nnx
 
 from robustjax import checkpoints
 from robustjax.models.classifier import Classifier
+from robustjax.registry import Registry
 
 IMAGENETTE_CLASSES = (0, 217, 482, 491, 497, 566, 569, 571, 574, 701)
 IMAGENETTE_NAMES = ("tench", "English springer", "cassette player", "chain saw", "church", "French horn",
@@ -63,36 +64,42 @@ def _no_published_weights() -> Path:
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 _CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
-ENTRIES: dict[str, Entry] = {
-    **{
-        f"cifar_resnet{d}": Entry("cifar_resnet", "cifar_resnet", {"depth": d},
-                                  _in_weights_dir("cifar10-resnet", f"resnet{d}-*.th", "the CIFAR-10 ResNets"), _CIFAR_LABELS)
-        for d in (20, 32, 44, 56)
-    },
-    "efficientnet_lite0": Entry("efficientnet_lite", "efficientnet_lite", {}, _lite0_file),
-    "small_cnn_cifar10": Entry("small_cnn", "small_cnn", {"variant": "cifar10"}, _no_published_weights, _CIFAR_LABELS),
-    "small_cnn_gtsrb": Entry("small_cnn", "small_cnn", {"variant": "gtsrb"}, _no_published_weights),
-    "resnet50": Entry("resnet", "resnet50", {}, _in_weights_dir("torchvision", "resnet50-*.pth", "torchvision's IMAGENET1K_V2 file resnet50-11ad3fa6.pth")),
-    "vit_b16": Entry("vit", "vit_b16", {}, _in_weights_dir("torchvision", "vit_b_16-*.pth", "torchvision's IMAGENET1K_V1 file vit_b_16-c867db91.pth")),
-}
+MODELS = Registry("model")
+for _depth in (20, 32, 44, 56):
+    MODELS.register(f"cifar_resnet{_depth}", Entry("cifar_resnet", "cifar_resnet", {"depth": _depth},
+                    _in_weights_dir("cifar10-resnet", f"resnet{_depth}-*.th", "the CIFAR-10 ResNets"), _CIFAR_LABELS),
+                    usage=f"cifar_resnet{_depth}: CIFAR-10 ResNet-{_depth} (He et al. 2016), akamaster's weights, 32x32")
+MODELS.register("efficientnet_lite0", Entry("efficientnet_lite", "efficientnet_lite", {}, _lite0_file),
+                usage="efficientnet_lite0: ImageNet EfficientNet-Lite0 (Tan & Le 2019), weights shipped by pip, 224x224")
+MODELS.register("small_cnn_cifar10", Entry("small_cnn", "small_cnn", {"variant": "cifar10"}, _no_published_weights,
+                                           _CIFAR_LABELS),
+                usage="small_cnn_cifar10: Das et al. 2017's small CIFAR-10 CNN (train it), 32x32")
+MODELS.register("small_cnn_gtsrb", Entry("small_cnn", "small_cnn", {"variant": "gtsrb"}, _no_published_weights),
+                usage="small_cnn_gtsrb: Das et al. 2017's small GTSRB CNN (train it), 48x48")
+MODELS.register("resnet50", Entry("resnet", "resnet50", {}, _in_weights_dir(
+    "torchvision", "resnet50-*.pth", "torchvision's IMAGENET1K_V2 file resnet50-11ad3fa6.pth")),
+    usage="resnet50: ImageNet ResNet-50 in torchvision's layout (convert the published file), 224x224")
+MODELS.register("vit_b16", Entry("vit", "vit_b16", {}, _in_weights_dir(
+    "torchvision", "vit_b_16-*.pth", "torchvision's IMAGENET1K_V1 file vit_b_16-c867db91.pth")),
+    usage="vit_b16: ImageNet ViT-B/16 in torchvision's layout (convert the published file), 224x224")
 
 
 def model_module(name: str):
-    if name not in ENTRIES:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(names())}")
+    entry = MODELS.get(name)
     try:
-        return importlib.import_module(f"robustjax.models.{ENTRIES[name].module}")
+        return importlib.import_module(f"robustjax.models.{entry.module}")
     except ImportError as e:
         raise ValueError(f"model {name!r} is not available in this installation ({e})") from e
 
 
 def names() -> list[str]:
-    return sorted(ENTRIES)
+    return MODELS.names()
 
 
 def register_families() -> None:
     """Register each model module's checkpoint family (done lazily, on first use)."""
-    for name, entry in ENTRIES.items():
+    for name in MODELS:
+        entry = MODELS.get(name)
         if entry.family in checkpoints.FAMILIES:
             continue
         try:
@@ -112,7 +119,7 @@ def load(name: str, weights: str | Path | None = None, head: str | None = None) 
     ``head``: None (all logits) or ``"imagenette"`` (the 10 Imagenette logits of an ImageNet model).
     """
     mod = model_module(name)
-    entry = ENTRIES[name]
+    entry = MODELS.get(name)
     if head is not None:
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")

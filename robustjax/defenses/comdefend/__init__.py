@@ -5,7 +5,16 @@ their loading, ``defense`` the ``comdefend`` spec (the binary code is the codec'
 """
 
 from robustjax.defenses.comdefend.defense import comdefend, from_patches, to_patches
-from robustjax.defenses.comdefend.net import GRADS, VARIANTS, ComCNN, ComDefendNet, RecCNN, binarise, create, variant_config
+from robustjax.defenses.comdefend.net import (
+           GRADS,
+           VARIANTS,
+           ComCNN,
+           ComDefendNet,
+           RecCNN,
+           binarise,
+           create,
+           variant_config,
+)
 from robustjax.defenses.comdefend.params import FAMILY, WEIGHT_FILES, default_weights, load, read, rules
 
 __all__ = ["FAMILY", "GRADS", "VARIANTS", "WEIGHT_FILES", "ComCNN", "ComDefendNet", "RecCNN", "binarise", "comdefend",
