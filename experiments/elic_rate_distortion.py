@@ -6,7 +6,7 @@ For every published checkpoint found under ``DIR/elic/`` (default ``$ROBUSTJAX_W
 not available offline, see ``robustjax.defenses.elic``), runs the 24 Kodak photos (768x512, on
 ELIC's 64 grid, no resizing) through the differentiable forward (estimated bpp from the
 likelihoods, PSNR of the clamped reconstruction) and through the real codec (bytes of the file,
-and a check that the decoded image equals the forward's). Seed 000 Table 1 is given beside (its
+and a check that the decoded image equals the forward's). Räber et al. 2025 Table 1 is given beside (its
 figures are on 224x224 ImageNet images resized to 256, so only the ordering is comparable).
 """
 
@@ -43,7 +43,7 @@ def main() -> None:
     if not found:
         raise SystemExit(f"no ELIC checkpoints under {a.weights / 'elic'}: download ELIC_<Q>_ft_3980_Plateau.pth.tar "
                          f"from {elic.SOURCE_URL} and put them there")
-    lines = ["| ELIC | bpp (estimate) | bpp (real file) | PSNR dB | max abs decode vs forward | seed 000 bpp |",
+    lines = ["| ELIC | bpp (estimate) | bpp (real file) | PSNR dB | max abs decode vs forward | Räber et al. 2025 bpp |",
              "| --- | --- | --- | --- | --- | --- |"]
     for q in found:
         model, _ = elic.load(q, a.weights / "elic" / elic.published_name(q))

@@ -226,7 +226,7 @@ def test_eot_accuracy_decreases_with_k():
 
 
 def test_through_jpeg_no_weaker_than_bpda_or_oblivious():
-    """JPEG q25 with the cubic rounding surrogate (seed 000's setting): attacking through the
+    """JPEG q25 with the cubic rounding surrogate (Räber et al. 2025's setting): attacking through the
     codec's gradient reaches an accuracy no higher than BPDA's (identity backward) or the
     oblivious attack's, up to one image of 48 (measured: through .60/.33, BPDA .63/.44, oblivious
     .63/.50 at eps 4/255, 8/255). A wrong or zero gradient through the codec fails this."""

@@ -98,7 +98,7 @@ def test_original_weights_match_torch_reference(net):
 def test_psnr_on_seeded_cifar_subset(net):
     """Mean per-image PSNR at sigma=0 on 300 seeded cifar10-test-jpeg images.
 
-    The full 10,000 (experiments/comdefend_psnr.py) must reach 30.4 dB; on the subset we require
+    The full 10,000 (experiments/jia2019/comdefend_psnr.py) must reach 30.4 dB; on the subset we require
     30.4 dB minus three standard errors of the subset mean (about 0.3 dB); fed BGR it is lower.
     """
     x = _cifar_images(300, seed=0)

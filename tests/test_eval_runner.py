@@ -111,16 +111,16 @@ def test_unknown_names_fail_before_compute(tmp_path, capsys, argv, message):
 
 
 def test_experiment_configs_load_and_validate():
-    files = [ROOT / "experiments" / f"seed000_table{t}.py" for t in (2, 5, 6, 11)]
+    files = [ROOT / "experiments" / "raber2025" / f"table{t}.py" for t in (2, 5, 6, 11)]
     for f in files:
         c = C.load_file(f)
         C.check_shape(c)
         assert c.name == f.stem
-    t11 = C.load_file(ROOT / "experiments" / "seed000_table11.py")
+    t11 = C.load_file(ROOT / "experiments" / "raber2025/table11.py")
     assert [d for d in t11.defenses][:2] == ["jpeg:25:mode=kornia", "seq:2:jpeg:25:mode=kornia"] and "bpda" in t11.threats
     args = __import__("argparse").Namespace(**{k: None for k in ("dataset", "data_dir", "model", "weights", "head", "defense",
                                                                   "attack", "eps", "threat", "n", "seed", "batch_size", "out")})
-    args.config, args.eps, args.attack, args.n = str(ROOT / "experiments" / "seed000_table2.py"), "0,4/255", "pgd:steps=20", 50
+    args.config, args.eps, args.attack, args.n = str(ROOT / "experiments" / "raber2025/table2.py"), "0,4/255", "pgd:steps=20", 50
     o = C.from_args(args)
     assert o.eps == [0.0, 4 / 255] and o.attacks == [{"name": "pgd", "steps": 20}] and o.n == 50 and o.dataset == "imagenette"
 

@@ -213,13 +213,13 @@ def test_real_bitstream_roundtrip_and_size(ref, x, variant):
     check_real_bitstream(HificCodec(model), x, out)
 
 
-def test_seed000_hific_experiment_configs():
+def test_raber2025_hific_experiment_configs():
     from pathlib import Path
 
     from robustjax.eval import config as C
 
     root = Path(__file__).resolve().parents[1] / "experiments"
-    t7, t10 = C.load_file(root / "seed000_table7.py"), C.load_file(root / "seed000_table10.py")
+    t7, t10 = C.load_file(root / "raber2025/table7.py"), C.load_file(root / "raber2025/table10.py")
     for c in (t7, t10):
         C.check_shape(c)
     assert list(t7.defenses) == ["hific:low", "hific:med", "hific:hi"] and list(t7.threats) == ["oblivious", "through"]

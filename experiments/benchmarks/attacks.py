@@ -14,7 +14,7 @@
 
 Ratios are torch / robustjax seconds (> 1: robustjax is faster). Timings are the best of
 ``--repeats`` after a warm-up (compilation) call; both sides run with the same glibc allocator
-settings (DESIGN.md).
+settings (docs/xla_cpu.md).
 """
 
 from __future__ import annotations

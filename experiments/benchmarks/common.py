@@ -8,7 +8,7 @@ import time
 
 
 def reexec_with_allocator_settings() -> None:
-    """glibc's allocator slows the first timings of both frameworks 2-3x (DESIGN.md). glibc reads
+    """glibc's allocator slows the first timings of both frameworks 2-3x (docs/xla_cpu.md). glibc reads
     these variables at process start, so the benchmark re-executes itself with them set."""
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1000000000", MALLOC_TRIM_THRESHOLD_="1000000000")

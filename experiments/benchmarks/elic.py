@@ -6,7 +6,7 @@ Both sides hold the same random weights (compressai's Elic2022Chandelier convert
 Chandelier key map) and run the defense forward (eval mode, two-pass checkerboard,
 straight-through rounding) on real Kodak crops; the backward is the gradient of
 sum(x_hat**2) w.r.t. the input. Prints s/image and the ratio compressai / robustjax (> 1: JAX faster).
-Set the same allocator environment for both (see DESIGN.md):
+Set the same allocator environment for both (see docs/xla_cpu.md):
 MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000.
 """
 

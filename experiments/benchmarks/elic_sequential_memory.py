@@ -1,4 +1,4 @@
-"""Peak memory of the gradient through N sequential ELIC rounds (seed 000 stopped at 7; we go to 50).
+"""Peak memory of the gradient through N sequential ELIC rounds (Räber et al. 2025 stopped at 7; we go to 50).
 
     PYTHONPATH=. python experiments/benchmarks/elic_sequential_memory.py [--rounds 7 50] [--size 256] [--batch 2]
 

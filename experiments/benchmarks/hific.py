@@ -9,7 +9,7 @@ random weights (``tests/hific_reference.py``) in the published layout; the JAX s
 through the strict key map. The timed step is the defense forward (eval mode: pad, encode, floor z,
 straight-through y, generate, crop, clamp) and the gradient of ``sum((x_hat - x)^2)`` w.r.t. the input,
 on Kodak crops. Prints s/image and the ratio reference / robustjax (> 1: JAX faster). Use the same
-allocator environment for both (DESIGN.md): MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000.
+allocator environment for both (docs/xla_cpu.md): MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Peak memory of the gradient through N sequential HiFiC rounds (seed 000's Table 10 goes to 20).
+"""Peak memory of the gradient through N sequential HiFiC rounds (Räber et al. 2025's Table 10 goes to 20).
 
     PYTHONPATH=. python experiments/benchmarks/hific_sequential_memory.py [--rounds 1 7 20] [--size 224] [--batch 1] [--variant low]
 

@@ -119,7 +119,7 @@ def main() -> None:
     p.add_argument("--child-rounds", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if not a.child_rounds and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        # glibc's allocator slows the first timings of both frameworks 2-3x (DESIGN.md); glibc reads
+        # glibc's allocator slows the first timings of both frameworks 2-3x (docs/xla_cpu.md); glibc reads
         # these at process start, so re-exec with them set (both frameworks share the process).
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1000000000", MALLOC_TRIM_THRESHOLD_="1000000000")
         os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)

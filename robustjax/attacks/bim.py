@@ -13,7 +13,7 @@ from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps,
 @dataclasses.dataclass(frozen=True)
 class BIM:
     eps: float = 8 / 255
-    alpha: float | None = None  # None: eps / 4 (seed 000 Table 3; 2/255 at eps 8/255 as torchattacks)
+    alpha: float | None = None  # None: eps / 4 (Räber et al. 2025 Table 3; 2/255 at eps 8/255 as torchattacks)
     steps: int = 10
     unroll: bool | None = None
 

@@ -3,7 +3,7 @@ space with Adam (optax), the best (smallest-L2) misclassifying image kept per in
 stop every ``steps // 10`` steps once the batch's total cost stops decreasing (done here with a
 mask inside the compiled loop, not a host round trip).
 
-``margin="torchattacks"`` (default, for comparability with seed 000) reproduces torchattacks'
+``margin="torchattacks"`` (default, for comparability with Räber et al. 2025) reproduces torchattacks'
 margin, which takes both maxima over logits with the other entries zeroed:
 ``max(z_y, 0) - max(max_{j != y} z_j, 0)``; it differs from Carlini & Wagner's margin when logits
 are negative. ``margin="logit"`` uses the paper's ``z_y - max_{j != y} z_j``.

@@ -1,5 +1,5 @@
 """Robust accuracy of a defended classifier under an attack: over a grid of eps budgets (one
-compiled program, eps vmapped), and seed 000's L2 protocol for minimum-norm attacks (CW, DeepFool)."""
+compiled program, eps vmapped), and Räber et al. 2025's L2 protocol for minimum-norm attacks (CW, DeepFool)."""
 
 from __future__ import annotations
 
@@ -75,12 +75,12 @@ def robust_accuracy(f, x, y, attack: str | Callable, eps: Sequence[float], defen
 
 
 def l2_bounded_accuracy(f, x, x_adv, y, bounds: Sequence[float]) -> np.ndarray:
-    """Seed 000's protocol for minimum-norm attacks (CW, DeepFool): for each L2 bound, an image
+    """Räber et al. 2025's protocol for minimum-norm attacks (CW, DeepFool): for each L2 bound, an image
     counts as attacked only if its perturbation ``||x_adv - x||_2`` (pixel units, [0, 1] scale,
     over all H*W*C values) is at most the bound; otherwise its clean prediction counts. ``f`` is
     the evaluated model (defense included). Returns ``(len(bounds),)`` accuracies.
 
-    (Seed 000 measured the norm in the classifier's normalised-input space; here it is measured in
+    (Räber et al. 2025 measured the norm in the classifier's normalised-input space; here it is measured in
     pixel space so a bound means the same for every model.)
     """
     check_images(x, "x")

@@ -21,7 +21,7 @@ from robustjax.attacks.base import (
 
 NORMS = ("linf", "l2")
 DEFAULT_EPS = {"linf": 8 / 255, "l2": 1.0}  # torchattacks PGD / PGDL2 defaults
-ALPHA_FRACTION = {"linf": 1 / 4, "l2": 1 / 5}  # alpha = eps/4 (seed 000 Table 3; 2/255 at 8/255), PGDL2's 0.2 at 1.0
+ALPHA_FRACTION = {"linf": 1 / 4, "l2": 1 / 5}  # alpha = eps/4 (Räber et al. 2025 Table 3; 2/255 at 8/255), PGDL2's 0.2 at 1.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,9 +3,9 @@
 Given a classifier ``f`` and a defense ``d`` (``d(x, key)``), the *evaluated* model is always
 ``f(d(x))``. What the attack sees (:func:`attacker_view`):
 
-- ``oblivious``: ``f`` alone (seed 000's through=False: adversarial examples made on the bare
+- ``oblivious``: ``f`` alone (Räber et al. 2025's through=False: adversarial examples made on the bare
   classifier, then passed through the defense);
-- ``through``: ``f(d(x))`` with the defense's own differentiable surrogate (seed 000's through=True);
+- ``through``: ``f(d(x))`` with the defense's own differentiable surrogate (Räber et al. 2025's through=True);
 - ``bpda``: ``d`` forward, identity backward (Athalye et al. 2018): ``f(x + sg(d(x) - x))``;
 - ``eot``: expectation over ``eot_samples`` draws of a randomised defense's randomness (Athalye et
   al. 2018): gradient attacks step along the mean of the per-draw loss gradients (as torchattacks'

@@ -69,6 +69,7 @@ def main(argv=None, components=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    from robustjax import compilation_cache
     from robustjax.eval.components import default
     from robustjax.eval.mesh import maybe_initialize_distributed
     from robustjax.eval.runner import Runner, validate
@@ -80,6 +81,7 @@ def main(argv=None, components=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     maybe_initialize_distributed()
+    compilation_cache.enable()
     runner = Runner(cfg, comp, progress=not args.no_progress)
 
     def on_sigint(signum, frame):

@@ -1,4 +1,4 @@
-"""Tables (markdown + CSV) and plots from a results store, in the layouts of seed 000's tables.
+"""Tables (markdown + CSV) and plots from a results store, in the layouts of Räber et al. 2025's tables.
 
 - Grid table (Tables 2 and 5; Table 6 when the defenses are JPEG qualities): rows
   Attack | Model | Defense | Threat, one column per eps (``0`` = clean accuracy).
@@ -238,7 +238,7 @@ def render(out: str | Path, plots: bool = True) -> str:
         ds = _slug(exp, ds) if exp else ds
         md += [f"## {title} ({', '.join(map(str, n))} images)", "",
                "Accuracy of the defended model f(d(x_adv)); columns are L-inf budgets (0 = clean). "
-               "Threat models: oblivious = attack the bare classifier (seed 000's Through=False), "
+               "Threat models: oblivious = attack the bare classifier (Räber et al. 2025's Through=False), "
                "through = differentiate the defense (Through=True), bpda = defense forward, identity backward.", ""]
         for budget in _order(r.get("budget", "linf") for r in recs):
             part = [r for r in recs if r.get("budget", "linf") == budget]

@@ -159,7 +159,7 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
     ``minimum_norm`` (CW, DeepFool): the attack runs once, without a budget, and ``eps`` are L2
     bounds in pixel units: an image counts as broken at bound b only if the attack fooled the
     defended model with a perturbation of L2 norm <= b; otherwise its clean prediction counts
-    (seed 000's protocol, as ``robustjax.attacks.l2_bounded_accuracy``).
+    (Räber et al. 2025's protocol, as ``robustjax.attacks.l2_bounded_accuracy``).
     """
     hp = dict(job.hparams)
     D = len(defenses)

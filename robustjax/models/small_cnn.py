@@ -1,4 +1,4 @@
-"""Seed 001's small CNNs ("Keeping the bad guys out"): conv-conv-pool blocks, FC 512, softmax.
+"""Das et al. 2017's small CNNs ("Keeping the bad guys out"): conv-conv-pool blocks, FC 512, softmax.
 
 - ``cifar10``: blocks of 32 and 64 filters (3x3 convs, 3x3 max-pool stride 2), FC 512, 10 classes,
   input ``(N, 32, 32, 3)``;

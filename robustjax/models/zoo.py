@@ -115,7 +115,7 @@ def load(name: str, weights: str | Path | None = None, head: str | None = None) 
 
     ``weights``: None (the published file: found under ``ROBUSTJAX_WEIGHTS``, or shipped by pip for
     efficientnet_lite0; converted once into ``ROBUSTJAX_CACHE``), a path to an original checkpoint
-    file or to a converted folder, or ``"init"`` (random initialisation, seed 0).
+    file or to a converted folder, or ``"init"`` (random initialisation from PRNG key 0).
     ``head``: None (all logits) or ``"imagenette"`` (the 10 Imagenette logits of an ImageNet model).
     """
     mod = model_module(name)

@@ -1,4 +1,4 @@
-"""Training ComDefend on clean images (seed 003, section 3.4-3.6).
+"""Training ComDefend on clean images (Jia et al. 2019, section 3.4-3.6).
 
 Loss per batch, with ``n ~ N(0, noise^2)`` drawn afresh per step (noise 20 in the paper)::
 

@@ -39,7 +39,7 @@ def comdefend(
     ``sigma``: std of the code noise (0: deterministic). With ``sigma > 0`` and ``key=None`` a fixed
     key (``PRNGKey(0)``) is used, so repeated calls agree; pass keys for fresh noise (EOT).
     ``patch``: 0 runs on whole images (the networks are fully convolutional); ``k > 0`` cuts images
-    into ``k x k`` tiles processed independently (seed 003's 32x32 mode for ImageNet-size inputs;
+    into ``k x k`` tiles processed independently (Jia et al. 2019's 32x32 mode for ImageNet-size inputs;
     H and W must be multiples of ``k``).
     """
     if not (np.isfinite(sigma) and sigma >= 0):

@@ -1,4 +1,4 @@
-"""ComDefend (Jia et al., CVPR 2019; seed 003): ComCNN -> binary code -> RecCNN, as a defense.
+"""ComDefend (Jia, Wei, Cao & Foroosh, CVPR 2019): ComCNN -> binary code -> RecCNN, as a defense.
 
 Networks (fully convolutional, 3x3 SAME stride-1 convolutions, no normalisation, no downsampling):
 
@@ -17,7 +17,7 @@ the backward pass uses a surrogate (``grad``): ``ste`` (identity w.r.t. ``code -
 Colour order: the CIFAR weights were trained on ``keras.datasets.cifar10`` arrays, i.e. RGB (the
 authors' ``Train_comdefend_TF.py``); their ImageNet demo read files with ``cv2.imread`` (BGR) and
 fed those unchanged, a quirk we do not copy: robustjax feeds RGB. Measured on the 10,000
-``cifar10-test-jpeg`` images at sigma 0 (``experiments/comdefend_psnr.py``), RGB gives the higher
+``cifar10-test-jpeg`` images at sigma 0 (``experiments/jia2019/comdefend_psnr.py``), RGB gives the higher
 PSNR, consistent with RGB training.
 
 Weights: the authors' files ``enc*.npy`` / ``dec*.npy`` (NumPy ``.npz`` zips with one object array

@@ -1,6 +1,6 @@
 """ELIC as a defense: size policies, the forward (reconstruction, likelihoods, bpp) and the ``elic:Q`` spec.
 
-Spec: ``elic:0016`` (seed 000's policy: resize each image to the next multiple of 64, e.g.
+Spec: ``elic:0016`` (Räber et al. 2025's policy: resize each image to the next multiple of 64, e.g.
 224 -> 256, run ELIC, resize back), ``elic:0016:pad`` (zero-pad bottom/right to a multiple of 64,
 crop back), ``elic:0016:exact`` (H, W must already be multiples of 64). Option
 ``weights=PATH``: a published ``.pth.tar`` or a converted folder; default

@@ -1,6 +1,6 @@
 """The ELIC network (He et al. 2022, Chandelier's re-implementation = compressai 1.2.8 ``Elic2022Chandelier``).
 
-Flax NNX modules in NHWC. ``Elic.__call__(x)`` is the differentiable forward that seed 000 used as a
+Flax NNX modules in NHWC. ``Elic.__call__(x)`` is the differentiable forward that Räber et al. 2025 used as a
 defense (compressai's eval forward, ``forward_method="twopass"``):
 
 - ``y = g_a(x)``; ``z = h_a(y)``; ``z_hat`` = straight-through rounding around the entropy

@@ -13,7 +13,7 @@ those 8-bit storage roundings is exact in the forward pass and straight-through 
 is lost.
 
 ``mode="kornia"`` reproduces ``kornia.enhance.jpeg_codec_differentiable`` (kornia 0.9) exactly, for
-reproducing seed 000: kornia's colour constants, chroma downsampling by a 3-tap Gaussian (sigma 0.5,
+reproducing Räber et al. 2025: kornia's colour constants, chroma downsampling by a 3-tap Gaussian (sigma 0.5,
 reflect border) then 2x2 mean, bilinear upsampling, its quantisation tables built with a polynomial
 "floor" (so not integer), no intermediate 8-bit rounding, a hard clamp of the RGB output.
 
@@ -308,7 +308,7 @@ def jpeg(x: jax.Array, quality, *, rounding: str = "cubic", chroma: str = "420",
       quality: libjpeg quality 1..100, a scalar or per-image ``(N,)``; may be traced (one compiled
         program serves every quality).
       rounding: surrogate of the coefficient quantiser: ``"exact"`` (zero gradient), ``"ste"``
-        (straight-through) or ``"cubic"`` (``round(x) + (x - round(x))**3``, kornia's and seed 000's).
+        (straight-through) or ``"cubic"`` (``round(x) + (x - round(x))**3``, kornia's and Räber et al. 2025's).
       chroma: ``"420"`` (2x2 chroma subsampling, Pillow's default) or ``"444"``.
       mode: ``"libjpeg"`` (default, matches Pillow/libjpeg decoding of its own JPEG) or ``"kornia"``
         (matches ``kornia.enhance.jpeg_codec_differentiable``); see the module docstring.

@@ -1,7 +1,7 @@
 """Real JPEG files through Pillow (libjpeg): encode/decode and bits per pixel.
 
 These are the reference the differentiable :func:`robustjax.defenses.jpeg` is checked against, and
-the rate side of the JPEG rows of the papers' tables (seed 000 Table 1).
+the rate side of the JPEG rows of the papers' tables (Räber et al. 2025 Table 1).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Every function here has the forward value named in its docstring and the stated 
 - ``exact``: true rounding, zero gradient (what a real codec does);
 - ``ste``: true rounding forward, identity gradient (straight-through estimator);
 - ``cubic``: ``round(x) + (x - round(x))**3`` forward and gradient ``3 (x - round(x))**2``
-  (Shin & Song 2017; kornia's differentiable JPEG; seed 000).
+  (Shin & Song 2017; kornia's differentiable JPEG; Räber et al. 2025).
 
 ``round`` is the tie rule: ``jnp.round`` (half to even, as torch/kornia) or :func:`round_half_away`
 (libjpeg's quantiser rounds halves away from zero).

@@ -5,7 +5,7 @@ folder (default: all 10,000 of ``$ROBUSTJAX_DATA/cifar10-test-jpeg``, which are 
 of the CIFAR-10 test set), fed as RGB and, for the record, as BGR (the channel order of the
 authors' cv2 demo).
 
-    PYTHONPATH=. python experiments/comdefend_psnr.py [--data DIR] [--n N] [--sigma 0] [--bgr]
+    PYTHONPATH=. python experiments/jia2019/comdefend_psnr.py [--data DIR] [--n N] [--sigma 0] [--bgr]
 """
 
 from __future__ import annotations

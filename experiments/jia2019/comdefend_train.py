@@ -7,7 +7,7 @@ training loss and reconstruction PSNR over the first and last 20 steps, the held
 trained weights used as the defense ``comdefend:sigma=0:weights=OUT/final`` against the untrained
 initialisation, and that resuming from the last epoch's checkpoint reproduces the next step's loss.
 
-    PYTHONPATH=. python experiments/comdefend_train.py [--steps 200] [--batch 10] [--out /tmp/cd_train]
+    PYTHONPATH=. python experiments/jia2019/comdefend_train.py [--steps 200] [--batch 10] [--out /tmp/cd_train]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Seed 000 Table 1, JPEG column: bits per pixel of real JPEG files (Pillow/libjpeg, 4:2:0).
+"""Räber et al. 2025 Table 1, JPEG column: bits per pixel of real JPEG files (Pillow/libjpeg, 4:2:0).
 
-    python experiments/seed000_table1_jpeg_bpp.py [--data DIR] [--n N] [--out FILE.md]
+    python experiments/raber2025/table1_jpeg_bpp.py [--data DIR] [--n N] [--out FILE.md]
 
 Measures the mean bpp over Kodak (24 lossless photos, 768x512) and over the Imagenette validation
 images (224x224; note they are stored as JPEG q75 already, which lowers their entropy a little), at
@@ -22,7 +22,7 @@ from robustjax.defenses import jpeg
 from robustjax.defenses.jpeg import files as jpeg_files
 
 QUALITIES = (5, 10, 15, 25, 35, 50, 75, 95)
-PAPER_BPP = (0.35, 0.48, 0.59, 0.78, 0.94, 1.14, 1.65, 3.80)  # seed 000 Table 1
+PAPER_BPP = (0.35, 0.48, 0.59, 0.78, 0.94, 1.14, 1.65, 3.80)  # Räber et al. 2025 Table 1
 
 
 def load(folder: Path, pattern: str, n: int | None, seed: int = 0) -> list[np.ndarray]:
