@@ -115,7 +115,7 @@ def test_experiment_configs_load_and_validate():
     for f in files:
         c = C.load_file(f)
         C.check_shape(c)
-        assert c.name == f.stem
+        assert c.name == f"raber2025_{f.stem}"
     t11 = C.load_file(ROOT / "experiments" / "raber2025/table11.py")
     assert [d for d in t11.defenses][:2] == ["jpeg:25:mode=kornia", "seq:2:jpeg:25:mode=kornia"] and "bpda" in t11.threats
     args = __import__("argparse").Namespace(**{k: None for k in ("dataset", "data_dir", "model", "weights", "head", "defense",

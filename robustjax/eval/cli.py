@@ -32,20 +32,22 @@ def _report_parser() -> argparse.ArgumentParser:
 
 
 def list_names(components=None) -> str:
+    """Every valid name, one line each with its usage (from the registries), or the names the given
+    ``components`` list."""
     from robustjax import data
-    from robustjax.eval.components import default
-
-    comp = components or default()
-    lines = ["datasets: " + ", ".join(data.valid_names()), "threat models: " + ", ".join(C.THREATS)]
-    for what, fn in (("models", comp.model_names), ("attacks", comp.attack_names)):
-        try:
-            names = fn()
-        except ImportError as e:
-            names = [f"(unavailable: {e})"]
-        lines.append(f"{what}: " + ", ".join(names or ["(registry lists none)"]))
     from robustjax.defenses import valid_forms
 
-    lines.append("defenses: " + ", ".join(valid_forms()))
+    lines = ["datasets:"] + [f"  {n}" for n in data.valid_names()]
+    lines += ["threat models:"] + [f"  {t}" for t in C.THREATS]
+    if components is None:
+        from robustjax import attacks, models
+
+        lines += ["models:"] + [f"  {u}" for u in models.zoo.MODELS.usages()]
+        lines += ["attacks:"] + [f"  {u}" for u in attacks.REGISTRY.usages()]
+    else:
+        for what, fn in (("models", components.model_names), ("attacks", components.attack_names)):
+            lines += [f"{what}:"] + [f"  {n}" for n in fn() or ["(registry lists none)"]]
+    lines += ["defenses:"] + [f"  {form}" for form in valid_forms()]
     return "\n".join(lines)
 
 
