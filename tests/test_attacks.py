@@ -16,6 +16,8 @@ from robustjax.attacks.base import l2_norms
 from conftest import DATA, WEIGHTS, need
 from torch_refs import load_cifar_resnet
 
+pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
+
 N_PARITY = 256
 
 

@@ -28,6 +28,8 @@ from conftest import WEIGHTS, need
 from test_models import _cifar_images
 from torch_refs import TorchCifarResNet as _TorchCifarResNet
 
+pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
+
 torchattacks = pytest.importorskip("torchattacks")
 N = 64
 EPS = 8 / 255

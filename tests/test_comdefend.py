@@ -77,6 +77,7 @@ def test_parameter_counts_match_the_published_networks(net):
     assert (count(net.com), count(net.rec)) == (783_372, 783_363)
 
 
+@pytest.mark.slow
 def test_original_weights_match_torch_reference(net):
     """Code and sigma=0 reconstruction vs a PyTorch forward of the same npz weights.
 
@@ -95,6 +96,7 @@ def test_original_weights_match_torch_reference(net):
     np.testing.assert_allclose(rec, rec_ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_psnr_on_seeded_cifar_subset(net):
     """Mean per-image PSNR at sigma=0 on 300 seeded cifar10-test-jpeg images.
 
@@ -112,6 +114,7 @@ def test_psnr_on_seeded_cifar_subset(net):
 
 
 @pytest.mark.parametrize("layout", ["nested", "flat", "module_prefix"])
+@pytest.mark.slow
 def test_torch_layout_round_trip(net, tmp_path, layout):
     """The authors' weights written as a PyTorch state dict and converted back: outputs within 1e-5."""
     enc, dec = _reference("cifar")
@@ -129,6 +132,7 @@ def test_torch_layout_round_trip(net, tmp_path, layout):
     np.testing.assert_allclose(np.asarray(cd.comdefend(back, 0.0)(x)), np.asarray(cd.comdefend(net, 0.0)(x)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_checkpoints_convert_cli_and_defense_from_converted(tmp_path, net):
     from checkpoints_convert.__main__ import main
 
@@ -151,6 +155,7 @@ def test_strict_loading_names_the_problem(tmp_path):
         checkpoints.convert("comdefend", need(WEIGHTS / "comdefend" / "enc20_0.0001.npy"), {"variant": "mnist"})
 
 
+@pytest.mark.slow
 def test_mnist_variant_reconstructs_mnist_digits():
     """MNIST weights (1 channel, 4-channel code) on foolbox's 20 MNIST test digits; parity with torch."""
     import foolbox

@@ -46,6 +46,7 @@ def published(tmp_path_factory):
     return root, sd
 
 
+@pytest.mark.slow
 def test_published_file_is_converted_on_first_use_and_cached(published, tmp_path, monkeypatch):
     root, sd = published
     monkeypatch.setenv("ROBUSTJAX_WEIGHTS", str(root))
@@ -61,6 +62,7 @@ def test_published_file_is_converted_on_first_use_and_cached(published, tmp_path
     assert meta2["source_sha256"] == meta["source_sha256"]
 
 
+@pytest.mark.slow
 def test_policies_keep_the_shape_and_crop_or_resize_back(published, monkeypatch, tmp_path):
     root, sd = published
     model = elic.load_state_dict(sd)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "eval_standins.py"
 GRID = ["--dataset", "foolbox_cifar10", "--model", "tiny", "--defense", "none,quant:8", "--attack", "fgsm,pgd",

@@ -74,6 +74,7 @@ def ref_recon(ref, variant):
     return r["recon"].astype(np.float32) / 65535
 
 
+@pytest.mark.slow
 def test_converted_config_comes_from_args(ref, x):
     for variant, want in (("low", (7, "gaussian", False)), ("hi", (9, "gaussian", True))):
         _, info, _, _ = run(ref, x, variant)
@@ -84,6 +85,7 @@ def test_converted_config_comes_from_args(ref, x):
 
 
 @pytest.mark.parametrize("variant", ["low", "hi"])
+@pytest.mark.slow
 def test_reconstruction_matches_reference(ref, x, variant):
     _, _, out, _ = run(ref, x, variant)
     want = ref_recon(ref, variant)
@@ -93,6 +95,7 @@ def test_reconstruction_matches_reference(ref, x, variant):
 
 
 @pytest.mark.parametrize("variant", ["low", "hi"])
+@pytest.mark.slow
 def test_bpp_matches_reference(ref, x, variant):
     _, _, out, _ = run(ref, x, variant)
     total, y, z = ref[variant]["bpp"]
@@ -103,6 +106,7 @@ def test_bpp_matches_reference(ref, x, variant):
 
 
 @pytest.mark.parametrize("variant", ["low", "hi"])
+@pytest.mark.slow
 def test_straight_through_input_gradient_matches_reference(ref, x, variant):
     _, _, _, g = run(ref, x, variant)
     a, b = g.ravel(), ref[variant]["grad"].astype(np.float32).ravel()
@@ -111,6 +115,7 @@ def test_straight_through_input_gradient_matches_reference(ref, x, variant):
     assert 0.9 < np.linalg.norm(a) / np.linalg.norm(b) < 1.1
 
 
+@pytest.mark.slow
 def test_logistic_variant_reads_its_likelihood_from_args(ref, x):
     """med = low's weights with args.likelihood_type = logistic: same image, the reference's other rate."""
     _, info, out, _ = run(ref, x, "med", grad=False)
@@ -177,6 +182,7 @@ def test_missing_checkpoint_says_where_to_put_it(tmp_path, monkeypatch):
         get("hific:top")
 
 
+@pytest.mark.slow
 def test_published_file_converts_on_the_command_line(ckpt7, tmp_path, ref, x):
     """torch.save in the published layout -> ``checkpoints_convert hific`` -> ``hific:low:weights=DST`` (the
     spec, 2 sequential rounds) on a 72x88 image (small to compile fast; not a multiple of 16): same as two forwards of the in-memory model."""
@@ -205,6 +211,7 @@ def test_published_file_converts_on_the_command_line(ckpt7, tmp_path, ref, x):
 # real bitstreams
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", ["low", "med"])
+@pytest.mark.slow
 def test_real_bitstream_roundtrip_and_size(ref, x, variant):
     """Gaussian and logistic latent tables; the size is checked against the forward's estimate."""
     from robustjax.defenses.hific.codec import HificCodec

