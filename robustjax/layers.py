@@ -4,10 +4,8 @@ JAX differentiates a convolution w.r.t. its input with another convolution whose
 input and output feature axes swapped (HLO ``dim_labels=..._01oi->...``). In a program's top-level
 computation XLA:CPU rewrites that into the canonical ``01io`` form and calls its fast convolution
 kernels; inside a ``while`` or ``conditional`` body (a rolled ``lax.fori_loop`` attack, a DeepFool
-loop that stops early) it does not, and emits a naive loop nest instead. Measured on CIFAR
-ResNet-20, batch 64, 2 cores: one such convolution took ~100 ms inside the body against ~3 ms
-outside, and a rolled 3-step gradient loop ran 11x slower than the same steps unrolled
-(3,368 vs 293 ms); experiments/benchmarks/conv_in_loops.py measures PGD-10 both ways.
+loop that stops early) it does not, and emits a naive loop nest instead, many times slower
+(docs/xla_cpu.md; experiments/benchmarks/conv_in_loops.py measures PGD-10 both ways).
 
 :func:`conv_general_dilated` is a drop-in for ``jax.lax.conv_general_dilated`` with the same value
 and derivatives, whose forward-mode rule feeds the input tangent through a kernel transposed
@@ -76,9 +74,8 @@ def _is_pointwise(rhs, dn, padding, lhs_dilation) -> bool:
 def _pointwise_as_dot(lhs, rhs, dn, window_strides, precision, preferred_element_type):
     """A 1x1 convolution as ``lax.dot_general`` over the feature axis (strides by slicing).
 
-    XLA:CPU runs the product, and its gradients, faster than the same 1x1 convolution: ResNet-50's
-    ten 1x1 shapes at batch 8, 2 cores, 21.0 vs 34.4 ms forward and 69.0 vs 101.4 ms forward +
-    input gradient, all ten together (experiments/benchmarks/layers.py)."""
+    XLA:CPU runs the product, and its gradients, faster than the same 1x1 convolution
+    (experiments/benchmarks/layers.py)."""
     strides = tuple(window_strides or (1,) * (lhs.ndim - 2))
     index = [slice(None)] * lhs.ndim
     for axis, step in zip(dn.lhs_spec[2:], strides):
@@ -113,10 +110,9 @@ def max_pool(x, window: tuple[int, int], strides: tuple[int, int], padding: str 
 
     ``padding``: "SAME", "VALID" or ((top, bottom), (left, right)).
     ``flax.nnx.max_pool`` gives the same value, but XLA:CPU computes its gradient (a
-    select-and-scatter) slowly: 93 ms of ResNet-50's 720 ms forward + input gradient at batch 8.
-    Here the backward pass compares each window offset's strided view with the output and pads
-    the matching cotangents back into place, all element-wise work that XLA fuses (ResNet-50's
-    stem pool, forward + input gradient: 47 vs 106 ms, experiments/benchmarks/layers.py).
+    select-and-scatter) slowly. Here the backward pass compares each window offset's strided view
+    with the output and pads the matching cotangents back into place, all element-wise work that
+    XLA fuses (experiments/benchmarks/layers.py).
     """
     if x.ndim != 4:
         raise ValueError(f"max_pool expects (N, H, W, C), got shape {x.shape}")

@@ -26,11 +26,11 @@ class DeepFool:
     overshoot: float = 0.02
     candidates: int | None = None
     # None (default): a while loop that ends once every image is fooled, except on CPU for a
-    # model with plain lax/nnx convolutions (unrolled there, base.default_unroll) or when
+    # model with plain lax/nnx convolutions (unrolled there, xla_cpu.default_unroll) or when
     # ROBUSTJAX_ATTACK_LOOP says otherwise. False: always the while loop. True: all ``steps``
     # unrolled, finished images frozen (same result). With robustjax.layers convolutions (all
     # robustjax models) XLA:CPU runs the while loop as fast per step as the unrolled one and
-    # compiles it ~6x faster (DeepFool-50, CIFAR ResNet-20: 1.6 vs 10.6 s).
+    # compiles it several times faster (docs/xla_cpu.md).
     unroll: bool | None = None
 
     def __call__(self, f, x, y, key=None):

@@ -74,8 +74,8 @@ def _fix(c: float) -> float:
 
 def _stage(x: jax.Array) -> jax.Array:
     """Materialise a stage's output. Without this barrier XLA:CPU fuses each resampling stage into
-    every shifted read of the next one and recomputes it there (measured: chroma down+up sampling
-    2.4x slower fused than staged, forward+backward)."""
+    every shifted read of the next one and recomputes it there (chroma down + up sampling ran
+    several times slower fused than staged, forward + backward)."""
     return jax.lax.optimization_barrier(x)
 
 
