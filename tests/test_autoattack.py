@@ -2,13 +2,17 @@
 CIFAR-10 ResNet-20 (ours converted to Flax, theirs the PyTorch network) and real CIFAR-10 test images
 (JPEG q75 copies); and the ordering AutoAttack is built on (APGD-CE-100 <= PGD-10, APGD-T <= APGD-CE).
 
-Sizes (stated; this CI has 2 loaded CPU cores): ``ROBUSTJAX_AA_N`` images (default 256 for the
-float32 tests; the float64 APGD parity uses ``ROBUSTJAX_AA_N64``, default 64, and 20 steps) so each
-test stays within a few minutes; notes/issue-14.md gives the figures measured at each size.
+Sizes (stated): the issue asks for 256 images; on this project's 2 shared CPU cores torchattacks
+alone spends ~0.05 s per image and step, so the defaults are reduced to keep each test within a few
+minutes, and every size is an environment variable (``ROBUSTJAX_AA_N64``/``_STEPS64``/``_EPS64``
+for the float64 APGD parity: 32 images, 20 steps, eps 1/255 so that robust accuracy is not 0;
+``ROBUSTJAX_AA_NT``/``_STEPST`` for APGD-T: 32 images, 20 steps, eps 1/255; ``ROBUSTJAX_AA_N`` for
+Square and the ordering test: 64 images). notes/issue-14.md gives the figures measured at each size.
 Fast properties and input errors: test_autoattack_unit.py.
 """
 
 import os
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +29,13 @@ from torch_refs import load_cifar_resnet
 torchattacks = pytest.importorskip("torchattacks")
 pytestmark = pytest.mark.slow
 
-N = int(os.environ.get("ROBUSTJAX_AA_N", 256))
-N64 = int(os.environ.get("ROBUSTJAX_AA_N64", 64))
+N = int(os.environ.get("ROBUSTJAX_AA_N", 64))
+N64 = int(os.environ.get("ROBUSTJAX_AA_N64", 32))
 STEPS64 = int(os.environ.get("ROBUSTJAX_AA_STEPS64", 20))
+EPS64 = float(Fraction(os.environ.get("ROBUSTJAX_AA_EPS64", "1/255")))
+NT = int(os.environ.get("ROBUSTJAX_AA_NT", 32))
+STEPST = int(os.environ.get("ROBUSTJAX_AA_STEPST", 20))
+EPST = float(Fraction(os.environ.get("ROBUSTJAX_AA_EPST", "1/255")))
 EPS = 8 / 255
 
 
@@ -36,7 +44,7 @@ def cifar(tmp_path_factory):
     os.environ.setdefault("ROBUSTJAX_CACHE", str(tmp_path_factory.mktemp("cache")))
     os.environ["ROBUSTJAX_WEIGHTS"] = str(WEIGHTS)
     files = sorted(need(DATA / "cifar10-test-jpeg").glob("*/*.jpg"))
-    idx = np.random.default_rng(0).choice(len(files), max(N, N64), replace=False)
+    idx = np.random.default_rng(0).choice(len(files), max(N, N64, NT), replace=False)
     labels = models.zoo.ENTRIES["cifar_resnet20"].labels
     x = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]).astype(np.float32) / 255.0
     y = np.array([labels.index(files[i].parent.name) for i in idx])
@@ -63,7 +71,8 @@ def _torchattacks_start(ref, x, y, eps, norm="Linf", seed=0):
     n = sub.shape[0]
     if norm == "Linf":
         t = 2 * torch.rand(sub.shape) - 1
-        start = sub + eps * torch.ones([n, 1, 1, 1]) * t / t.reshape([n, -1]).abs().max(dim=1, keepdim=True)[0].reshape([-1, 1, 1, 1])
+        peak = t.reshape([n, -1]).abs().max(dim=1, keepdim=True)[0].reshape([-1, 1, 1, 1])
+        start = sub + eps * torch.ones([n, 1, 1, 1]) * t / peak
     else:
         t = torch.randn(sub.shape)
         start = sub + eps * torch.ones([n, 1, 1, 1]) * t / ((t**2).sum(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-12)
@@ -86,15 +95,15 @@ def test_apgd_matches_torchattacks_float64(cifar, loss):
     ref64 = ref.double()
     try:
         x64 = x.astype(np.float64)
-        start = _torchattacks_start(ref64, x64, y, EPS)
-        ta = torchattacks.APGD(ref64, norm="Linf", eps=EPS, steps=STEPS64, n_restarts=1, seed=0, loss=loss, rho=0.75)
+        start = _torchattacks_start(ref64, x64, y, EPS64)
+        ta = torchattacks.APGD(ref64, norm="Linf", eps=EPS64, steps=STEPS64, n_restarts=1, seed=0, loss=loss, rho=0.75)
         theirs = _nhwc(ta(_nchw(x64), torch.from_numpy(y)))
         with torch.no_grad():
             acc_theirs = float((ref64(_nchw(theirs)).argmax(1).numpy() == y).mean())
     finally:
         ref.float()
     with jax.enable_x64(True):
-        atk = attacks.APGD(eps=EPS, steps=STEPS64, loss=loss)
+        atk = attacks.APGD(eps=EPS64, steps=STEPS64, loss=loss)
         run = jax.jit(lambda v, t, s: atk.run(f, v, t, key=jax.random.key(0), x_init=s))
         res = run(jnp.asarray(x64), jnp.asarray(y), jnp.asarray(start))
         ours = np.asarray(res.x_adv)
@@ -102,7 +111,8 @@ def test_apgd_matches_torchattacks_float64(cifar, loss):
         acc_ours_eval = _accuracy(f, jnp.asarray(ours), y)
     same = np.mean(np.abs(ours - theirs) <= 1e-6)
     images_same = np.mean(np.all(np.abs(ours - theirs).reshape(len(x), -1) <= 1e-6, axis=1))
-    print(f"apgd-{loss} float64 N={len(x)} steps={STEPS64}: {same:.5f} of pixels equal ({images_same:.4f} of images); "
+    print(f"apgd-{loss} float64 N={len(x)} steps={STEPS64} eps={EPS64 * 255:.0f}/255: {same:.5f} of pixels equal "
+          f"({images_same:.4f} of images); "
           f"robust accuracy ours {acc_ours:.4f} torchattacks {acc_theirs:.4f}")
     assert acc_ours == acc_ours_eval  # `fooled` is what the model says of x_adv
     assert same >= 0.99
@@ -113,15 +123,16 @@ def test_apgd_t_robust_accuracy_matches_torchattacks(cifar):
     """APGD-T (9 target classes, 1 restart each), float32, own random starts: robust accuracy
     within 1 image of torchattacks'."""
     f, ref, x, y = cifar
-    steps = int(os.environ.get("ROBUSTJAX_AA_STEPS_T", 100))
-    ta = torchattacks.APGDT(ref, norm="Linf", eps=EPS, steps=steps, n_restarts=1, seed=0, n_classes=10)
-    theirs = _nhwc(ta(_nchw(x[:N]), torch.from_numpy(y[:N])))
+    x, y = x[:NT], y[:NT]
+    ta = torchattacks.APGDT(ref, norm="Linf", eps=EPST, steps=STEPST, n_restarts=1, seed=0, n_classes=10)
+    theirs = _nhwc(ta(_nchw(x), torch.from_numpy(y)))
     with torch.no_grad():
-        acc_theirs = float((ref(_nchw(theirs)).argmax(1).numpy() == y[:N]).mean())
-    res = jax.jit(lambda v, t: attacks.APGDT(eps=EPS, steps=steps).run(f, v, t, key=jax.random.key(0)))(x[:N], y[:N])
+        acc_theirs = float((ref(_nchw(theirs)).argmax(1).numpy() == y).mean())
+    res = jax.jit(lambda v, t: attacks.APGDT(eps=EPST, steps=STEPST).run(f, v, t, key=jax.random.key(0)))(x, y)
     acc_ours = float(1 - np.asarray(res.fooled).mean())
-    print(f"apgd-t N={N} steps={steps}: robust accuracy ours {acc_ours:.4f} torchattacks {acc_theirs:.4f}")
-    assert abs(acc_ours - acc_theirs) * N <= 1 + 1e-9
+    print(f"apgd-t N={NT} steps={STEPST} eps={EPST * 255:.0f}/255: robust accuracy ours {acc_ours:.4f} "
+          f"torchattacks {acc_theirs:.4f}")
+    assert abs(acc_ours - acc_theirs) * NT <= 1 + 1e-9
 
 
 def test_square_matches_torchattacks(cifar):
@@ -153,17 +164,20 @@ def test_square_matches_torchattacks(cifar):
 
 
 def test_autoattack_ordering_on_undefended_resnet20(cifar):
-    """At eps 8/255: APGD-CE-100 robust accuracy <= PGD-10's, APGD-T <= APGD-CE (each allowed to
-    exceed by at most the 95% binomial half-width of the difference when the two are close)."""
+    """At eps 8/255: APGD-CE-100 robust accuracy <= PGD-10's and APGD-T-100 <= APGD-CE-100; and at
+    1/255, where the accuracies are not 0, APGD-CE-100 <= PGD-10."""
     f, _, x, y = cifar
     x, y = jnp.asarray(x[:N]), jnp.asarray(y[:N])
     key = jax.random.key(0)
 
-    def acc(atk):
-        return _accuracy(f, jax.jit(lambda v, t: atk(f, v, t, key=key))(x, y), np.asarray(y))
+    def acc(make, eps):
+        run = jax.jit(jax.vmap(lambda e: make(e)(f, x, y, key=key)))
+        return [_accuracy(f, a, np.asarray(y)) for a in run(jnp.asarray(eps, jnp.float32))]
 
-    pgd, ce, t = acc(attacks.PGD(eps=EPS, steps=10)), acc(attacks.APGD(eps=EPS, steps=100)), acc(attacks.APGDT(eps=EPS, steps=100))
-    half = lambda a, b: 1.96 * np.sqrt((a * (1 - a) + b * (1 - b)) / N)  # noqa: E731
-    print(f"N={N} eps 8/255 robust accuracy: PGD-10 {pgd:.4f}, APGD-CE-100 {ce:.4f}, APGD-T-100 {t:.4f}")
-    assert ce <= pgd + (half(ce, pgd) if ce == pgd else 0.0)
-    assert t <= ce + (half(t, ce) if t == ce else 0.0)
+    pgd = acc(lambda e: attacks.PGD(eps=e, steps=10), [1 / 255, EPS])
+    ce = acc(lambda e: attacks.APGD(eps=e, steps=100), [1 / 255, EPS])
+    (t,) = acc(lambda e: attacks.APGDT(eps=e, steps=100), [EPS])
+    print(f"N={N} robust accuracy at 1/255: PGD-10 {pgd[0]:.4f}, APGD-CE-100 {ce[0]:.4f}; "
+          f"at 8/255: PGD-10 {pgd[1]:.4f}, APGD-CE-100 {ce[1]:.4f}, APGD-T-100 {t:.4f}")
+    assert ce[0] <= pgd[0] and ce[1] <= pgd[1]
+    assert t <= ce[1]

