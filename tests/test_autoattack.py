@@ -7,7 +7,8 @@ alone spends ~0.05 s per image and step, so the defaults are reduced to keep eac
 minutes, and every size is an environment variable (``ROBUSTJAX_AA_N64``/``_STEPS64``/``_EPS64``
 for the float64 APGD parity: 32 images, 20 steps, eps 1/255 so that robust accuracy is not 0;
 ``ROBUSTJAX_AA_NT``/``_STEPST`` for APGD-T: 32 images, 20 steps, eps 1/255; ``ROBUSTJAX_AA_N`` for
-Square and the ordering test: 64 images). notes/issue-14.md gives the figures measured at each size.
+Square (2 random streams a side) and the ordering test: 64 images). notes/issue-14.md gives the
+figures measured at each size.
 Fast properties and input errors: test_autoattack_unit.py.
 """
 
@@ -137,30 +138,40 @@ def test_apgd_t_robust_accuracy_matches_torchattacks(cifar):
 
 def test_square_matches_torchattacks(cifar):
     """Square L-inf, 1,000 queries, different random streams: robust accuracy within 2 points, and
-    the median query count of the images fooled within 20% of torchattacks'."""
+    the median query count of the images fooled within 20% of torchattacks'. A median over ~60
+    fooled images moves by ~25% from one random stream to the next (measured: ours 25.5, 23, 16 with
+    3 keys; torchattacks 20.5, 24 with 2 seeds, 64 images), so each side pools ``SEEDS`` streams."""
     f, ref, x, y = cifar
     x, y = x[:N], y[:N]
-    queries = 1000
-    ta = torchattacks.Square(ref, norm="Linf", eps=EPS, n_queries=queries, n_restarts=1, p_init=0.8, seed=0)
+    queries, seeds = 1000, int(os.environ.get("ROBUSTJAX_AA_SQUARE_SEEDS", 2))
     xt, yt = _nchw(x), torch.from_numpy(y)
     with torch.no_grad():
         correct = ref(xt).argmax(1) == yt
-    ta.init_hyperparam(xt)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        q_theirs, adv = ta.attack_single_run(xt[correct], yt[correct])  # perturb() does this, without the counts
-        fooled_sub = ref(adv).argmax(1) != yt[correct]
-    acc_theirs = float((correct.sum() - fooled_sub.sum()) / len(y))
-    med_theirs = float(np.median(q_theirs[fooled_sub].numpy()))
-    res = jax.jit(lambda v, t: attacks.Square(eps=EPS, queries=queries).run(f, v, t, key=jax.random.key(0)))(x, y)
-    fooled, q_ours = np.asarray(res.fooled), np.asarray(res.queries)
-    acc_ours = float(1 - fooled.mean())
-    med_ours = float(np.median(q_ours[fooled & (q_ours > 0)]))
-    print(f"square N={N} queries={queries}: robust accuracy ours {acc_ours:.4f} torchattacks {acc_theirs:.4f}; "
-          f"median queries of fooled images ours {med_ours:.1f} torchattacks {med_theirs:.1f}")
-    assert abs(acc_ours - acc_theirs) <= 0.02
+    acc_theirs, q_theirs = [], []
+    for seed in range(seeds):
+        ta = torchattacks.Square(ref, norm="Linf", eps=EPS, n_queries=queries, n_restarts=1, p_init=0.8, seed=seed)
+        ta.init_hyperparam(xt)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            used, adv = ta.attack_single_run(xt[correct], yt[correct])  # what perturb() runs, with the counts
+            fooled_sub = ref(adv).argmax(1) != yt[correct]
+        acc_theirs.append(float((correct.sum() - fooled_sub.sum()) / len(y)))
+        q_theirs.append(used[fooled_sub].numpy())
+    run = jax.jit(lambda v, t, k: attacks.Square(eps=EPS, queries=queries).run(f, v, t, key=k))
+    acc_ours, q_ours = [], []
+    for seed in range(seeds):
+        res = run(x, y, jax.random.key(seed))
+        fooled, used = np.asarray(res.fooled), np.asarray(res.queries)
+        assert np.abs(np.asarray(res.x_adv) - x).max() <= EPS + 1e-6
+        acc_ours.append(float(1 - fooled.mean()))
+        q_ours.append(used[fooled & (used > 0)])
+    med_ours, med_theirs = float(np.median(np.concatenate(q_ours))), float(np.median(np.concatenate(q_theirs)))
+    print(f"square N={N} queries={queries} {seeds} streams: robust accuracy ours {acc_ours} torchattacks {acc_theirs}; "
+          f"median queries of fooled images ours {med_ours:.1f} torchattacks {med_theirs:.1f} "
+          f"(per stream ours {[float(np.median(q)) for q in q_ours]}, "
+          f"torchattacks {[float(np.median(q)) for q in q_theirs]})")
+    assert abs(np.mean(acc_ours) - np.mean(acc_theirs)) <= 0.02
     assert abs(med_ours - med_theirs) <= 0.2 * med_theirs
-    assert np.abs(np.asarray(res.x_adv) - x).max() <= EPS + 1e-6
 
 
 def test_autoattack_ordering_on_undefended_resnet20(cifar):
