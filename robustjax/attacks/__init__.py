@@ -1,12 +1,17 @@
 """Attacks written natively in JAX, called as ``x_adv = attack(f, x, y, key=key)``.
 
 ``get(name, **hparams)`` builds one from its command-line name (:data:`REGISTRY`): ``fgsm``,
-``ifgsm``/``bim``, ``pgd`` (``norm="linf"|"l2"``), ``mifgsm``, ``cw``, ``deepfool``. Defaults follow
+``ifgsm``/``bim``, ``pgd`` (``norm="linf"|"l2"``), ``mifgsm``, ``cw``, ``deepfool``, and AutoAttack's
+``apgd-ce``, ``apgd-dlr``, ``apgd-t`` and ``square`` (Croce & Hein 2020; Andriushchenko et al. 2020). Defaults follow
 torchattacks 3.5.1 and Räber et al. 2025's Table 3 (step size ``alpha = eps / 4``, 10 steps; CW c=1,
 kappa=0, 50 steps, lr 0.01; DeepFool 50 steps, overshoot 0.02). Minimum-norm attacks carry the trait
 ``minimum_norm`` (no eps budget; scored at L2 bounds). Threat models: :mod:`robustjax.attacks.threat`.
 """
 
+import dataclasses
+import functools
+
+from robustjax.attacks.apgd import APGD, APGDT, APGDResult
 from robustjax.attacks.bim import BIM
 from robustjax.attacks.cw import CW
 from robustjax.attacks.deepfool import DeepFool
@@ -14,6 +19,7 @@ from robustjax.attacks.evaluate import l2_bounded_accuracy, min_norm_accuracy, r
 from robustjax.attacks.fgsm import FGSM
 from robustjax.attacks.mifgsm import MIFGSM
 from robustjax.attacks.pgd import PGD
+from robustjax.attacks.square import Square, SquareResult
 from robustjax.attacks.threat import THREATS, EOTView, View, attacker_view, bpda
 from robustjax.registry import Registry
 
@@ -27,6 +33,13 @@ REGISTRY.register("cw", CW, usage="cw[:c=1][:kappa=0][:steps=50][:lr=0.01]: mini
                   minimum_norm=True)
 REGISTRY.register("deepfool", DeepFool, usage="deepfool[:steps=50][:overshoot=0.02]: minimum-norm L2 (Moosavi-Dezfooli et al. 2016)",
                   minimum_norm=True)
+REGISTRY.register("apgd-ce", APGD, usage="apgd-ce[:steps=100][:norm=linf|l2][:restarts=1][:rho=0.75]: step-size-free PGD, "
+                  "cross-entropy (Croce & Hein 2020)")
+REGISTRY.register("apgd-dlr", functools.partial(APGD, loss="dlr"), usage="apgd-dlr[:steps=100]: APGD on the DLR loss "
+                  "(Croce & Hein 2020)")
+REGISTRY.register("apgd-t", APGDT, usage="apgd-t[:steps=100][:targets=9]: targeted APGD on the DLR loss (Croce & Hein 2020)")
+REGISTRY.register("square", Square, usage="square[:queries=5000][:p_init=0.8][:norm=linf|l2]: gradient-free random search "
+                  "(Andriushchenko et al. 2020)")
 
 
 def names() -> list[str]:
@@ -46,9 +59,9 @@ def get(name: str, **hparams):
     try:
         return cls(**hparams)
     except TypeError as e:
-        fields = [f.name for f in cls.__dataclass_fields__.values()]
+        fields = [f.name for f in dataclasses.fields(getattr(cls, "func", cls))]
         raise ValueError(f"bad hyper-parameters for {name}: {e}; valid: {', '.join(fields)}") from None
 
 
-__all__ = ["BIM", "CW", "DeepFool", "EOTView", "FGSM", "MIFGSM", "PGD", "REGISTRY", "THREATS", "View", "attacker_view",
+__all__ = ["APGD", "APGDResult", "APGDT", "Square", "SquareResult", "BIM", "CW", "DeepFool", "EOTView", "FGSM", "MIFGSM", "PGD", "REGISTRY", "THREATS", "View", "attacker_view",
            "bpda", "get", "is_minimum_norm", "l2_bounded_accuracy", "min_norm_accuracy", "names", "robust_accuracy"]

@@ -47,6 +47,10 @@ class EOTView(View):
     def _mean_logits(self, x):
         return sum(self.f(self.defense(x, k)) for k in self.keys) / len(self.keys)
 
+    def draws(self):
+        """One ``x -> logits`` per draw (attacks with their own loss average over these)."""
+        return [lambda x, k=k: self.f(self.defense(x, k)) for k in self.keys]
+
     def loss_grad(self, x, y):
         total = None
         for k in self.keys:
