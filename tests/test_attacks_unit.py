@@ -210,6 +210,7 @@ def test_eot_view_is_mean_of_per_draw_gradients():
         A.attacker_view("eot", f, d, None)
 
 
+@pytest.mark.slow  # 2.5 min of compilation on 2 cores: the fast tier's largest cost
 def test_eot_accuracy_decreases_with_k():
     """A classifier behind a strongly randomised defense: more EOT draws -> a better gradient
     estimate -> lower accuracy. Averaged over 3 defense seeds to keep noise below the trend."""
