@@ -284,6 +284,15 @@ def _check_x_init(x_init, x):
 # ---------------------------------------------------------------- the attacks
 
 
+def _check_shared_fields(attack) -> None:
+    """The checks APGD and APGD-T share: norm, steps, restarts, rho and eps (ValueError naming the field)."""
+    check_norm(attack.norm)
+    check_steps(attack.steps)
+    check_count("restarts", attack.restarts)
+    check_rho(attack.rho)
+    check_nonnegative(eps=attack.eps)
+
+
 @dataclasses.dataclass(frozen=True)
 class APGD:
     """APGD (untargeted). ``eps``: budget in pixel units (L-inf: per pixel; L2: per image over all
@@ -306,11 +315,7 @@ class APGD:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"unknown APGD loss {self.loss!r}; valid: {', '.join(LOSSES)}")
-        check_norm(self.norm)
-        check_steps(self.steps)
-        check_count("restarts", self.restarts)
-        check_rho(self.rho)
-        check_nonnegative(eps=self.eps)
+        _check_shared_fields(self)
 
     def __call__(self, f, x, y, key=None, x_init=None):
         return self.run(f, x, y, key=key, x_init=x_init).x_adv
@@ -344,12 +349,8 @@ class APGDT:
     unroll: bool | None = None
 
     def __post_init__(self):
-        check_norm(self.norm)
-        check_steps(self.steps)
         check_count("targets", self.targets)
-        check_count("restarts", self.restarts)
-        check_rho(self.rho)
-        check_nonnegative(eps=self.eps)
+        _check_shared_fields(self)
 
     def __call__(self, f, x, y, key=None, x_init=None):
         return self.run(f, x, y, key=key, x_init=x_init).x_adv
