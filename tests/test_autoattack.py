@@ -46,7 +46,7 @@ def cifar(tmp_path_factory):
     os.environ["ROBUSTJAX_WEIGHTS"] = str(WEIGHTS)
     files = sorted(need(DATA / "cifar10-test-jpeg").glob("*/*.jpg"))
     idx = np.random.default_rng(0).choice(len(files), max(N, N64, NT), replace=False)
-    labels = models.zoo.ENTRIES["cifar_resnet20"].labels
+    labels = models.zoo.MODELS.get("cifar_resnet20").labels
     x = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]).astype(np.float32) / 255.0
     y = np.array([labels.index(files[i].parent.name) for i in idx])
     ref = load_cifar_resnet(next(need(WEIGHTS / "cifar10-resnet").glob("resnet20-*.th")), 20)
