@@ -218,7 +218,7 @@ def test_chains_change_speed_not_logits(monkeypatch):
     ref = np.asarray(jax.jit(f)(x))
     grad_ref = np.asarray(jax.grad(lambda v: f(v)[:, 3].sum())(x))
     assert len({tuple(np.round(r, 4)) for r in ref}) == 12  # distinct rows, so a wrong order would show
-    for chains in (2, 3, 4, 5):  # 5 does not divide 12: 4 chains are used
+    for chains in (3, 5):  # 5 does not divide 12: 4 chains are used
         f.chains = chains
         np.testing.assert_allclose(jax.jit(f)(x), ref, rtol=0, atol=1e-5)
         np.testing.assert_allclose(jax.grad(lambda v: f(v)[:, 3].sum())(x), grad_ref, rtol=0, atol=1e-6)
