@@ -7,8 +7,8 @@ alone spends ~0.05 s per image and step, so the defaults are reduced to keep eac
 minutes, and every size is an environment variable (``ROBUSTJAX_AA_N64``/``_STEPS64``/``_EPS64``
 for the float64 APGD parity: 32 images, 20 steps, eps 1/255 so that robust accuracy is not 0;
 ``ROBUSTJAX_AA_NT``/``_STEPST`` for APGD-T: 32 images, 20 steps, eps 1/255; ``ROBUSTJAX_AA_N`` for
-Square (2 random streams a side) and the ordering test: 64 images). notes/issue-14.md gives the
-figures measured at each size.
+Square (2 random streams a side) and the ordering test: 64 images). Each test prints its figures
+(``python -m pytest -m slow -rP tests/test_autoattack.py``).
 Fast properties and input errors: test_autoattack_unit.py.
 """
 
