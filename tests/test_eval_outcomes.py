@@ -117,3 +117,16 @@ def test_truncated_last_line_is_reported_and_recomputed(tmp_path):
     assert any("truncated line" in m and "recomputed" in m for m in logs), logs
     assert stable(again) == stable(first)
     assert [json.loads(x)["key"] for x in s.path.read_text().splitlines()] == [first["key"]]
+
+
+def test_outcomes_do_not_depend_on_batch_size(tmp_path):
+    """Random starts (pgd) and a randomised defense (noise) draw per image, from the image's row."""
+    def run(batch, out):
+        c = small(tmp_path, out, defenses=["noise:16"], attacks=["pgd"], threats=["through"], batch_size=batch)
+        Runner(c, components(), progress=False).run()
+        df = load_outcomes(c.out)
+        return df[df.defense == "noise:16"].sort_values(["eps", "row"])[["row", "eps", "clean_pred", "pred"]].reset_index(drop=True)
+
+    a, b = run(8, "b8"), run(32, "b32")
+    assert a.equals(b)
+    assert (a.pred != a.clean_pred).any()  # not vacuous: the attack changes predictions

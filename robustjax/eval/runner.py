@@ -146,7 +146,7 @@ def _fingerprint(ids) -> str:
 
 def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_samples: int, clean: bool = True,
                   minimum_norm: bool = False):
-    """``program(params, x, y, mask, key, index, eps) -> (clean_pred[D, B], adv_pred[E, D, B], step[E, D, B], norm[B])``.
+    """``program(params, x, y, mask, key, rows, eps) -> (clean_pred[D, B], adv_pred[E, D, B], step[E, D, B], norm[B])``.
 
     Per-image outputs for one job (the host turns them into counts and outcome files):
     ``clean_pred`` the defended model's class on the clean images, ``adv_pred`` its class at each
@@ -160,7 +160,10 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
 
     ``x`` (B,S,S,3) in [0,1], ``y`` (B,) int, ``mask`` (B,) bool (False on padding rows), ``eps``
     (E,) the non-zero budgets, traced and vmapped: one compilation serves the whole eps grid;
-    ``index`` the batch number (folded into ``key``). ``defenses``: the D defenses the adversarial
+    ``rows`` (B,) int32 the images' positions in the evaluated set. Randomness is per image: the
+    program is the per-image body ``vmap``-ped over the batch, each image's key ``key`` folded with
+    its row, so an image's attack, defense draws and outcome do not depend on the batch size,
+    the device count or the resume point (the batched model and defense still run as one batch). ``defenses``: the D defenses the adversarial
     examples are scored under, always as the defended model ``f(d(x_adv))``. ``clean`` is kept for
     callers; the clean pass always runs (outcomes need the clean prediction).
 
@@ -173,9 +176,18 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
     D = len(defenses)
     closure = f
 
-    def program(params, x, y, mask, key, index, eps):
+    def program(params, x, y, mask, key, rows, eps):
         f = closure if params is None else _with_state(closure, params)
-        dkey, akey = jax.random.split(jax.random.fold_in(key, index))
+
+        def per_image(xi, yi, row):  # the body on one image, its key folded with its row
+            out = body(f, xi[None], yi[None], jax.random.fold_in(key, row), eps)
+            return jax.tree.map(lambda a: a[..., 0], out)
+
+        clean_pred, adv_pred, step, norm = jax.vmap(per_image)(x, y, rows)  # image axis first
+        return clean_pred.T, jnp.moveaxis(adv_pred, 0, -1), jnp.moveaxis(step, 0, -1), norm
+
+    def body(f, x, y, key, eps):
+        dkey, akey = jax.random.split(key)
         B = x.shape[0]
 
         def preds(xs):  # (D, B) int32: the defended model's classes on xs
@@ -368,8 +380,10 @@ class Runner:
 
             try:
                 for bt in rdata.batches(ds, batch, resize, start=start, process_index=mesh.process_index, process_count=mesh.process_count):
-                    index = jax.device_put(np.int32(bt.index), mesh.replicated)
-                    out = compiled(params, mesh.put(bt.x, batch), mesh.put(bt.y, batch), mesh.put(bt.mask, batch), args["key"], index, args["eps"])
+                    local = len(bt.y)
+                    lo = bt.index * batch + mesh.process_index * local
+                    rows = mesh.put(np.arange(lo, lo + local, dtype=np.int32), batch)
+                    out = compiled(params, mesh.put(bt.x, batch), mesh.put(bt.y, batch), mesh.put(bt.mask, batch), args["key"], rows, args["eps"])
                     if pending is not None:  # read the previous batch while this one runs
                         collect(pending)
                     pending = (out, bt.index, bt.count)
@@ -427,7 +441,7 @@ class Runner:
         params = _params(f)
         if params is not None:
             params = jax.device_put(params, rep)
-        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, rep, rep), out_shardings=(rep, rep, rep, rep))
+        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, dat, rep), out_shardings=(rep, rep, rep, rep))
         S = resize.size
         spec = (
             params,
@@ -435,7 +449,7 @@ class Runner:
             jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
             jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=dat),
             jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep),
-            jax.ShapeDtypeStruct((), jnp.int32, sharding=rep),
+            jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
             jax.ShapeDtypeStruct(attacked.shape, jnp.float32, sharding=rep),
         )
         t0 = time.perf_counter()
