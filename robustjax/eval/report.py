@@ -26,8 +26,8 @@ from robustjax.eval import stats
 from robustjax.eval import worst as W
 from robustjax.eval.store import Store
 
-THREAT_ORDER = {"oblivious": 0, "through": 1, "bpda": 2, "eot": 3, "all": 8}
-LINESTYLE = {"oblivious": "-", "through": "--", "bpda": ":", "eot": "-.", "all": "-"}
+THREAT_ORDER = {"oblivious": 0, "through": 1, "bpda": 2, "eot": 3, "adaptive": 7, "all": 8}
+LINESTYLE = {"oblivious": "-", "through": "--", "bpda": ":", "eot": "-.", "adaptive": "-", "all": "-"}
 _SEQ = re.compile(r"^seq:(\d+):(.+)$")
 
 

@@ -25,6 +25,7 @@ import robustjax
 from robustjax import data as rdata
 from robustjax.attacks.base import l2_norms
 from robustjax.attacks.threat import attacker_view
+from robustjax.eval import adaptive
 from robustjax.eval import config as C
 from robustjax.eval import outcomes
 from robustjax.eval.components import Components, accepts_key, model_info
@@ -80,8 +81,11 @@ def plan(cfg) -> list[Job]:
     for m in cfg.models:
         for a in cfg.attacks:
             name, hp = C.attack_entry(a)
-            hp = tuple(sorted(hp.items()))
+            hp = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in hp.items()))
             defs = list(dict.fromkeys(d.strip() for d in cfg.defenses))
+            if name == adaptive.NAME:  # one suite cell per defense: it chooses its own threat models
+                jobs += [Job(m, name, hp, adaptive.NAME, (d,)) for d in defs]
+                continue
             oblivious = [d for d in defs if d == "none" or "oblivious" in cfg.threats]
             if oblivious:
                 jobs.append(Job(m, name, hp, "oblivious", tuple(oblivious)))
@@ -109,6 +113,10 @@ def validate(cfg, comp: Components) -> None:
     probe = max([float(e) for e in cfg.eps if e > 0] or [1 / 255])
     for a in cfg.attacks:
         name, hp = C.attack_entry(a)
+        if name == adaptive.NAME:
+            for d in cfg.defenses:
+                adaptive.members(hp, comp, comp.get_defense(d))
+            continue
         if names is not None and name not in names:
             raise ValueError(f"unknown attack {name!r}; valid: {', '.join(names)}")
         if not comp.minimum_norm(name) and probe > 1:
@@ -290,7 +298,10 @@ class Runner:
                 continue
             part = dataclasses.replace(job, defenses=tuple(c.defense for c, _, _ in todo))
             self.log(f"[{i}/{len(jobs)}] {part.label}: {len(ds)} images x {len(cfg.eps)} eps")
-            results = self._run_job(part, f, ds, resize, batch, [k for _, k, _ in todo])
+            if job.attack == adaptive.NAME:
+                results = adaptive.run_suite(self, part, f, ds, resize, batch)
+            else:
+                results = self._run_job(part, f, ds, resize, batch, [k for _, k, _ in todo])
             for (cell, key, settings), (rec, arr) in zip(todo, results):
                 rec.update(key=key, settings=settings, experiment=cfg.name, **prov)
                 if self.mesh.process_index == 0:
@@ -337,7 +348,7 @@ class Runner:
             "head": cfg.head,
             "defense": cell.defense,
             "attack": cell.attack,
-            "hparams": dict(cell.hparams),
+            "hparams": {k: list(v) if isinstance(v, tuple) else v for k, v in cell.hparams},
             "threat": cell.threat,
             "eps": [float(e) for e in cfg.eps],
         }
