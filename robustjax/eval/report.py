@@ -12,6 +12,7 @@
   (:mod:`robustjax.eval.stats`): extra ``95% CI`` columns after the accuracies, ``ci_lo``/``ci_hi``
   in the long CSV, error bars in the plots. Rows on the same images are compared with McNemar's
   exact test against the worst case ("within noise" when p >= 0.05).
+- Gradient-masking checks per defense (:mod:`robustjax.eval.checks`), printed only where one fires.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from robustjax.eval import stats
+from robustjax.eval import checks, stats
 from robustjax.eval import worst as W
 from robustjax.eval.store import Store
 
@@ -282,8 +283,8 @@ def render(out: str | Path, plots: bool = True) -> str:
                        "defended model with a perturbation of L2 norm <= b (pixel units); otherwise its clean prediction counts.", ""]
             md += [_md(header, _blank_repeats(body, 4)), ""]
             (out / f"table_{_slug(ds)}{'_l2' if budget == 'l2_bound' else ''}.csv").write_text(_csv(header, body))
-        md += worst_sections([g for g in groups if any((r.get("experiment") or "") == exp and r["settings"]["dataset"] == dataset
-                                                           for r in g.records)])
+        mine = [g for g in groups if any((r.get("experiment") or "") == exp and r["settings"]["dataset"] == dataset for r in g.records)]
+        md += worst_sections(mine) + checks.section(mine, out)
         md += [f"Per-image time over all eps of a cell: median {pis[len(pis) // 2]:.3f} s "
                f"(min {pis[0]:.3f}, max {pis[-1]:.3f}) on {recs[0].get('devices')} {recs[0].get('platform')} device(s).", ""]
         for k, group in sequential_groups(recs).items():

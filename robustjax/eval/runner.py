@@ -23,7 +23,7 @@ import numpy as np
 
 import robustjax
 from robustjax import data as rdata
-from robustjax.attacks.base import l2_norms
+from robustjax.attacks.base import l2_norms, loss_grad
 from robustjax.attacks.threat import attacker_view
 from robustjax.eval import adaptive
 from robustjax.eval import config as C
@@ -156,7 +156,9 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
                   minimum_norm: bool = False):
     """``program(params, x, y, mask, key, rows, eps) -> (clean_pred[D, B], adv_pred[E, D, B], step[E, D, B], norm[B])``.
 
-    Per-image outputs for one job (the host turns them into counts and outcome files):
+    Per-image outputs for one job (the host turns them into counts and outcome files), and
+    ``grad_norm[B]``: the L2 norm of the attacker view's cross-entropy gradient at the clean image
+    (one extra backward pass; zeros when nothing is attacked):
     ``clean_pred`` the defended model's class on the clean images, ``adv_pred`` its class at each
     budget, ``step`` the attack's first fooling evaluation where it reports one (APGD's iteration,
     Square's queries; -1 otherwise and where the image is not broken), ``norm`` the L2 norm of the
@@ -191,8 +193,8 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
             out = body(f, xi[None], yi[None], jax.random.fold_in(key, row), eps)
             return jax.tree.map(lambda a: a[..., 0], out)
 
-        clean_pred, adv_pred, step, norm = jax.vmap(per_image)(x, y, rows)  # image axis first
-        return clean_pred.T, jnp.moveaxis(adv_pred, 0, -1), jnp.moveaxis(step, 0, -1), norm
+        clean_pred, adv_pred, step, norm, grad_norm = jax.vmap(per_image)(x, y, rows)  # image axis first
+        return clean_pred.T, jnp.moveaxis(adv_pred, 0, -1), jnp.moveaxis(step, 0, -1), norm, grad_norm
 
     def body(f, x, y, key, eps):
         dkey, akey = jax.random.split(key)
@@ -204,8 +206,9 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
         clean_pred = preds(x)
         none = jnp.zeros((0, D, B), jnp.int32)
         if n_attacked == 0:
-            return clean_pred, none, none, jnp.zeros((B,), jnp.float32)
+            return clean_pred, none, none, jnp.zeros((B,), jnp.float32), jnp.zeros((B,), jnp.float32)
         view = attacker_view(job.threat, f, defenses[0], dkey, eot_samples)
+        grad_norm = l2_norms(loss_grad(view, x, y)).astype(jnp.float32)  # for the gradient-masking check
 
         def broken_step(pred, step):  # step only where clean-correct and now wrong
             return jnp.where((clean_pred == y) & (pred != y), step[None], -1)
@@ -217,7 +220,7 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
             within = norm[None, :] <= eps[:, None]  # (E, B)
             adv = preds(x_adv)
             pred = jnp.where(within[:, None, :], adv[None], clean_pred[None])  # (E, D, B)
-            return clean_pred, pred, jax.vmap(lambda p: broken_step(p, step))(pred), norm.astype(jnp.float32)
+            return clean_pred, pred, jax.vmap(lambda p: broken_step(p, step))(pred), norm.astype(jnp.float32), grad_norm
 
         def one(e):
             attack = get_attack(job.attack, eps=e, **hp)
@@ -226,7 +229,7 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
             return pred, broken_step(pred, step)
 
         adv_pred, step = jax.vmap(one)(eps)
-        return clean_pred, adv_pred, step, jnp.zeros((B,), jnp.float32)
+        return clean_pred, adv_pred, step, jnp.zeros((B,), jnp.float32), grad_norm
 
     return program
 
@@ -452,7 +455,7 @@ class Runner:
         params = _params(f)
         if params is not None:
             params = jax.device_put(params, rep)
-        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, dat, rep), out_shardings=(rep, rep, rep, rep))
+        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, dat, rep), out_shardings=(rep, rep, rep, rep, rep))
         S = resize.size
         spec = (
             params,
@@ -473,8 +476,9 @@ class Runner:
 def _batch_arrays(got, k: int, count: int) -> dict:
     """Defense ``k``'s per-image outputs of one batch's program result, real rows only (the first
     ``count`` rows: padding is at the end of a global batch)."""
-    clean_pred, adv_pred, step, norm = got
-    return {"clean_pred": clean_pred[k, :count], "adv_pred": adv_pred[:, k, :count], "step": step[:, k, :count], "norm": norm[:count]}
+    clean_pred, adv_pred, step, norm, grad_norm = got
+    return {"clean_pred": clean_pred[k, :count], "adv_pred": adv_pred[:, k, :count], "step": step[:, k, :count], "norm": norm[:count],
+            "grad_norm": grad_norm[:count]}
 
 
 def _cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool) -> dict:
@@ -492,6 +496,8 @@ def _cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool) 
             pred[j], steps[j] = adv[i], step[i]
     arr = {"row": np.arange(N, dtype=np.int32), "id": np.asarray(list(ids), dtype=str), "label": labels.astype(np.int32),
            "clean_pred": clean, "eps": np.asarray(eps_all, np.float64), "pred": pred, "step": steps}
+    if all("grad_norm" in b for b in batches) and adv.shape[0]:
+        arr["grad_norm"] = np.concatenate([b["grad_norm"] for b in batches]).astype(np.float32)
     if minimum_norm:
         norm = np.concatenate([b["norm"] for b in batches]).astype(np.float32)
         arr["norm"] = norm
