@@ -78,3 +78,11 @@ def test_cli_adaptive_uses_the_default_members_the_registry_has(tmp_path):
     (r,) = [r for r in Store(out).records() if r["settings"]["attack"] == "adaptive"]
     assert [m["member"] for m in r["suite"]] == ["pgd@through", "pgd@bpda"]  # eot dropped: quant:8 is deterministic
     assert np.isfinite(r["accuracy"]).all()
+
+
+def test_undefended_suite_keeps_one_member_per_attack():
+    import robustjax.defenses as D
+    from robustjax.eval import adaptive
+
+    ms = adaptive.members({"members": ["ifgsm@through", "ifgsm@bpda", "pgd@bpda"]}, components(), D.get("none"))
+    assert [m.label for m in ms] == ["ifgsm@oblivious", "pgd@oblivious"]

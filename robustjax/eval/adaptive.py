@@ -99,7 +99,7 @@ def members(hparams: dict, comp, defense=None) -> list[Member]:
             raise ValueError(f"minimum-norm attack {m.attack!r} cannot join the adaptive suite: it has no eps budget, so its "
                              "outcomes cannot be combined with budgeted members; run it as its own cell")
         comp.get_attack(m.attack, eps=1 / 255, **dict(m.hparams))  # bad hyper-parameters fail here
-    if defense is None or getattr(defense, "name", None) == "none":
+    if defense is None or getattr(defense, "spec", None) == "none":
         seen, keep = set(), []
         for m in out:
             if (m.attack, m.hparams) not in seen:
