@@ -13,7 +13,7 @@ A cell's file holds (N images, E budgets of the grid, eps 0 included):
 - ``step`` (E, N) int32: the attack's first evaluation that fooled the image where the attack
   reports it (APGD/APGD-T: its iteration count, Square: queries spent) and the image is broken at
   that budget; -1 otherwise (not broken, or an attack that does not report it);
-- ``grad_norm`` (N,) float32 (cells with a budget > 0): the L2 norm of the attacker view's input
+- ``grad_norm`` (N,) float32 (through and eot cells with a budget > 0): the L2 norm of the attacker view's input
   gradient of the cross-entropy at the clean image (a near-zero share flags masked gradients);
 - minimum-norm attacks only: ``norm`` (N,) float32, the L2 norm of the perturbation found, and
   ``fooled`` (N,) bool, whether that perturbation fooled the defended model.

@@ -158,7 +158,7 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
 
     Per-image outputs for one job (the host turns them into counts and outcome files), and
     ``grad_norm[B]``: the L2 norm of the attacker view's cross-entropy gradient at the clean image
-    (one extra backward pass; zeros when nothing is attacked):
+    (one extra backward pass, through and eot cells only; zeros otherwise):
     ``clean_pred`` the defended model's class on the clean images, ``adv_pred`` its class at each
     budget, ``step`` the attack's first fooling evaluation where it reports one (APGD's iteration,
     Square's queries; -1 otherwise and where the image is not broken), ``norm`` the L2 norm of the
@@ -208,7 +208,9 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
         if n_attacked == 0:
             return clean_pred, none, none, jnp.zeros((B,), jnp.float32), jnp.zeros((B,), jnp.float32)
         view = attacker_view(job.threat, f, defenses[0], dkey, eot_samples)
-        grad_norm = l2_norms(loss_grad(view, x, y)).astype(jnp.float32)  # for the gradient-masking check
+        # for the gradient-masking check; only where the attacker differentiates the defense
+        grad_norm = (l2_norms(loss_grad(view, x, y)).astype(jnp.float32) if job.threat in ("through", "eot")
+                     else jnp.zeros((B,), jnp.float32))
 
         def broken_step(pred, step):  # step only where clean-correct and now wrong
             return jnp.where((clean_pred == y) & (pred != y), step[None], -1)
@@ -421,7 +423,8 @@ class Runner:
         labels = np.asarray(ds.labels, np.int32)
         results = []
         for k in range(D):
-            arr = _cell_arrays(loaded[k], np.asarray(cfg.eps, np.float64), labels, ds.ids, bool(self.comp.minimum_norm(job.attack)))
+            arr = _cell_arrays(loaded[k], np.asarray(cfg.eps, np.float64), labels, ds.ids, bool(self.comp.minimum_norm(job.attack)),
+                               grad=job.threat in ("through", "eot"))
             correct = [int(c) for c in (arr["pred"] == labels[None, :]).sum(axis=1)]
             results.append(({
                 "format": FORMAT,
@@ -481,7 +484,7 @@ def _batch_arrays(got, k: int, count: int) -> dict:
             "grad_norm": grad_norm[:count]}
 
 
-def _cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool) -> dict:
+def _cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool, grad: bool = False) -> dict:
     """A cell's outcome arrays (:mod:`robustjax.eval.outcomes`) from its batches in order."""
     clean = np.concatenate([b["clean_pred"] for b in batches]).astype(np.int32)
     adv = np.concatenate([b["adv_pred"] for b in batches], axis=1).astype(np.int32)
@@ -496,7 +499,7 @@ def _cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool) 
             pred[j], steps[j] = adv[i], step[i]
     arr = {"row": np.arange(N, dtype=np.int32), "id": np.asarray(list(ids), dtype=str), "label": labels.astype(np.int32),
            "clean_pred": clean, "eps": np.asarray(eps_all, np.float64), "pred": pred, "step": steps}
-    if all("grad_norm" in b for b in batches) and adv.shape[0]:
+    if grad and all("grad_norm" in b for b in batches) and adv.shape[0]:
         arr["grad_norm"] = np.concatenate([b["grad_norm"] for b in batches]).astype(np.float32)
     if minimum_norm:
         norm = np.concatenate([b["norm"] for b in batches]).astype(np.float32)
