@@ -6,7 +6,7 @@ whether the suite breaks every image the exhaustive cells break.
 Grid: :func:`robustjax.eval.config.quickstart` (efficientnet_lite0 on foolbox's 20 ImageNet photos,
 iFGSM-10, defenses none and jpeg:25, threat models oblivious / through / bpda). Exhaustive: every
 image runs every step of every cell (4 cells). Adaptive: ``--attack adaptive`` with members
-``ifgsm@oblivious, ifgsm@through, ifgsm@bpda`` (the same attacks; for the undefended model they
+``ifgsm@through, ifgsm@bpda, ifgsm@oblivious`` (the same attacks, in the default order; for the undefended model they
 collapse to one member). Gradient passes (forward + input backward through the attacker's view):
 exhaustive = programs x images x budgets x steps (the oblivious program attacks once for both defenses); adaptive = the suite record's ``passes`` (batches
 x batch size x iterations actually run, clean-misclassified images never attacked). Wall time
@@ -30,7 +30,7 @@ from robustjax.eval import load_outcomes  # noqa: E402
 from robustjax.eval.components import default  # noqa: E402
 from robustjax.eval.runner import Runner  # noqa: E402
 
-MEMBERS = ["ifgsm@oblivious", "ifgsm@through", "ifgsm@bpda"]
+MEMBERS = ["ifgsm@through", "ifgsm@bpda", "ifgsm@oblivious"]  # the default order: through, then bpda
 
 
 def main(argv=None) -> int:
