@@ -31,7 +31,6 @@ import numpy as np
 
 from robustjax.attacks.base import loss_grad
 from robustjax.attacks.threat import THREATS, attacker_view
-from robustjax.eval.components import accepts_key
 
 NAME = "adaptive"
 DEFAULT = ("pgd@through", "pgd@bpda", "pgd@eot", "apgd-ce@through", "apgd-ce@bpda", "apgd-t@through", "square@through")
@@ -230,10 +229,10 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
             for k, v in (("attacked", attacked), ("broken", broke), ("passes", passes)):
                 suite[i][k].append(v)
     run_s = time.perf_counter() - t0
-    arr = _cell_arrays([{"clean_pred": clean, "adv_pred": np.stack([preds[e] for e in eps_all if e > 0]) if any(eps_all) else
-                         np.zeros((0, n), np.int32), "step": np.stack([steps[e] for e in eps_all if e > 0]) if any(eps_all) else
-                         np.zeros((0, n), np.int32), "norm": np.zeros(n, np.float32)}],
-                       np.asarray(eps_all, np.float64), Y, ds.ids, False)
+    attacked = [e for e in eps_all if e > 0]
+    stack = (lambda d: np.stack([d[e] for e in attacked])) if attacked else (lambda d: np.zeros((0, n), np.int32))
+    one_batch = {"clean_pred": clean, "adv_pred": stack(preds), "step": stack(steps), "norm": np.zeros(n, np.float32)}
+    arr = _cell_arrays([one_batch], np.asarray(eps_all, np.float64), Y, ds.ids, False)
     correct = [int(c) for c in (arr["pred"] == Y[None, :]).sum(axis=1)]
     import datetime
     import platform
