@@ -69,10 +69,26 @@ class Iterative:
         return xa
 
 
+@dataclasses.dataclass
+class Looped:
+    """iFGSM as one rolled ``fori_loop`` (cheap to compile at many steps: slow cells for kill tests)."""
+
+    eps: float
+    steps: int = 100
+
+    def __call__(self, f, x, y, key=None):
+        def step(_, xa):
+            g = jax.grad(_loss, argnums=1)(f, xa, y)
+            return jnp.clip(jnp.clip(xa + self.eps / 8 * jnp.sign(g), x - self.eps, x + self.eps), 0, 1)
+
+        return jax.lax.fori_loop(0, self.steps, step, x)
+
+
 ATTACKS = {
     "fgsm": lambda eps, **hp: Iterative(eps, steps=1, **hp),
     "ifgsm": lambda eps, steps=3, **hp: Iterative(eps, steps=steps, **hp),
     "pgd": lambda eps, steps=3, **hp: Iterative(eps, steps=steps, random_start=True, **hp),
+    "slowloop": lambda eps, steps=100: Looped(eps, steps=steps),
 }
 
 

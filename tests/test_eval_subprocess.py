@@ -49,6 +49,9 @@ def test_one_and_four_devices_give_identical_accuracies(tmp_path):
     acc1 = {r["key"]: r["correct"] for r in one}
     acc4 = {r["key"]: r["correct"] for r in four}
     assert acc1 == acc4
+    # per-image outcomes too (randomness is per image: pgd's random starts do not depend on the devices)
+    for k in acc1:
+        assert (tmp_path / "one" / "outcomes" / f"{k}.npz").read_bytes() == (tmp_path / "four" / "outcomes" / f"{k}.npz").read_bytes()
     # not vacuous: attacks change the counts
     assert len({tuple(c) for c in acc1.values()}) > 2
 

@@ -2,9 +2,12 @@
 
 Modules: ``config`` (experiment files + overrides), ``runner`` (the grid: one compiled program per
 cell, eps vmapped, sharded over devices), ``store`` (append-only JSON-lines results), ``report``
-(tables + plots); threat models come from ``robustjax.attacks.threat``, ``mesh`` (devices, multi-host).
+(tables + plots), ``outcomes`` (per-image outcomes: :func:`load_outcomes`), ``partial``
+(per-batch progress inside a cell), ``mesh`` (devices, multi-host); threat models come from
+``robustjax.attacks.threat``.
 """
 
 from robustjax.eval.cli import main
+from robustjax.eval.outcomes import load_outcomes
 
-__all__ = ["main"]
+__all__ = ["load_outcomes", "main"]

@@ -7,6 +7,12 @@
   while BPDA stays low is the signature of obfuscated gradients.
 - Plots: accuracy vs eps per (dataset, model, attack), a colour per defense, solid = oblivious,
   dashed = through, dotted = bpda, dash-dot = eot; and accuracy vs N for sequential defenses.
+- Every table, CSV and plot carries the per-image worst case (:mod:`robustjax.eval.worst`: attack
+  ``worst case``, threat ``all``) where the cells have outcome files, and 95% Wilson intervals
+  (:mod:`robustjax.eval.stats`): extra ``95% CI`` columns after the accuracies, ``ci_lo``/``ci_hi``
+  in the long CSV, error bars in the plots. Rows on the same images are compared with McNemar's
+  exact test against the worst case ("within noise" when p >= 0.05).
+- Gradient-masking checks per defense (:mod:`robustjax.eval.checks`), printed only where one fires.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from robustjax.eval import checks, stats
+from robustjax.eval import worst as W
 from robustjax.eval.store import Store
 
-THREAT_ORDER = {"oblivious": 0, "through": 1, "bpda": 2, "eot": 3}
-LINESTYLE = {"oblivious": "-", "through": "--", "bpda": ":", "eot": "-."}
+THREAT_ORDER = {"oblivious": 0, "through": 1, "bpda": 2, "eot": 3, "adaptive": 7, "all": 8}
+LINESTYLE = {"oblivious": "-", "through": "--", "bpda": ":", "eot": "-.", "adaptive": "-", "all": "-"}
 _SEQ = re.compile(r"^seq:(\d+):(.+)$")
 
 
@@ -57,6 +65,7 @@ def long_rows(records: list[dict]) -> list[dict]:
                 "experiment": r.get("experiment"), "dataset": s["dataset"], "n_images": r["n_images"], "model": s["model"],
                 "head": s.get("head"), "defense": s["defense"], "attack": attack_label(r), "threat": s["threat"],
                 "eps": e, "eps_label": eps_label(e), "accuracy": a, "correct": c,
+                "ci_lo": stats.wilson(c, r["n_images"])[0], "ci_hi": stats.wilson(c, r["n_images"])[1],
                 "per_image_s": r["timing"]["per_image_s"], "devices": r.get("devices"), "platform": r.get("platform"), "git": r.get("git"),
             })
     return rows
@@ -105,12 +114,14 @@ def grid_table(records: list[dict], fmt: str = "{:.3f}") -> tuple[list[str], lis
     defenses = _order(r["settings"]["defense"] for r in records)
     recs = sorted(records, key=lambda r: (attacks.index(attack_label(r)), models.index(r["settings"]["model"]),
                                           defenses.index(r["settings"]["defense"]), THREAT_ORDER.get(r["settings"]["threat"], 9)))
-    header = ["Attack", "Model", "Defense", "Threat"] + [label(e) for e in eps]
+    header = ["Attack", "Model", "Defense", "Threat"] + [label(e) for e in eps] + [f"95% CI {label(e)}" for e in eps]
     rows = []
     for r in recs:
         acc = dict(zip(r["eps"], r["accuracy"]))
+        ci = {e: stats.ci_text(c, r["n_images"]) for e, c in zip(r["eps"], r["correct"])}
         s = r["settings"]
-        rows.append([attack_label(r), s["model"], s["defense"], s["threat"]] + [fmt.format(acc[e]) if e in acc else "" for e in eps])
+        rows.append([attack_label(r), s["model"], s["defense"], s["threat"]] + [fmt.format(acc[e]) if e in acc else "" for e in eps]
+                    + [ci.get(e, "") for e in eps])
     return header, rows
 
 
@@ -119,14 +130,14 @@ def sequential_groups(records: list[dict]) -> dict:
     bases = defaultdict(dict)
     for r in records:
         m = _SEQ.match(r["settings"]["defense"])
-        if m:
+        if m and not r.get("worst_case"):
             bases[(r["settings"]["dataset"], r["settings"]["model"], attack_label(r), m[2])] = {}
     groups = {}
     for k in bases:
         g = defaultdict(list)
         for r in records:
-            s = r["settings"]
-            if (s["dataset"], s["model"], attack_label(r)) != k[:3]:
+            s = r["settings"]  # the worst case (over every attack) joins each attack's table
+            if (s["dataset"], s["model"]) != k[:2] or (attack_label(r) != k[2] and not r.get("worst_case")):
                 continue
             m = _SEQ.match(s["defense"])
             if m and m[2] == k[3]:
@@ -143,16 +154,20 @@ def sequential_table(group: dict, fmt: str = "{:.3f}") -> tuple[list[str], list[
     eps = sorted({e for r in recs for e in r["eps"] if e > 0})
     threats = sorted({r["settings"]["threat"] for r in recs}, key=lambda t: THREAT_ORDER.get(t, 9))
     header = ["N", "clean"] + [f"{t} {eps_label(e)}" for e in eps for t in threats]
+    header += ["95% CI clean"] + [f"95% CI {t} {eps_label(e)}" for e in eps for t in threats]
     rows = []
     for n, rs in group.items():
         by_t = {r["settings"]["threat"]: dict(zip(r["eps"], r["accuracy"])) for r in rs}
-        clean = next((a[0.0] for a in by_t.values() if 0.0 in a), None)
-        row = [str(n), "" if clean is None else fmt.format(clean)]
+        ci_t = {r["settings"]["threat"]: {e: stats.ci_text(c, r["n_images"]) for e, c in zip(r["eps"], r["correct"])} for r in rs}
+        clean_t = next((t for t, a in by_t.items() if 0.0 in a), None)
+        row = [str(n), "" if clean_t is None else fmt.format(by_t[clean_t][0.0])]
+        cis = ["" if clean_t is None else ci_t[clean_t][0.0]]
         for e in eps:
             for t in threats:
                 a = by_t.get(t, {})
                 row.append(fmt.format(a[e]) if e in a else "")
-        rows.append(row)
+                cis.append(ci_t.get(t, {}).get(e, ""))
+        rows.append(row + cis)
     return header, rows
 
 
@@ -173,8 +188,11 @@ def plot_grid(records: list[dict], path: Path, title: str) -> None:
         s = r["settings"]
         xs = [e * 255 for e in r["eps"]]
         order = sorted(range(len(xs)), key=xs.__getitem__)
-        ax.plot([xs[i] for i in order], [r["accuracy"][i] for i in order], LINESTYLE.get(s["threat"], "-"), marker="o", ms=3,
-                color=colors[defenses.index(s["defense"]) % len(colors)], label=f"{s['defense']} ({s['threat']})")
+        ys, yerr = _errorbars(r, order)
+        worst = bool(r.get("worst_case"))
+        ax.errorbar([xs[i] for i in order], ys, yerr=yerr, fmt=LINESTYLE.get(s["threat"], "-"), marker="o", ms=3, capsize=2,
+                    lw=2.5 if worst else 1.2, color=colors[defenses.index(s["defense"]) % len(colors)],
+                    label=f"{s['defense']} ({W.WORST if worst else s['threat']})")
     ax.set_xlabel("eps (x/255)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -184,6 +202,14 @@ def plot_grid(records: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _errorbars(r: dict, order: list[int]):
+    ys, lo, hi = [], [], []
+    for i in order:
+        a, (l, h) = r["accuracy"][i], stats.wilson(r["correct"][i], r["n_images"])
+        ys.append(a), lo.append(a - l), hi.append(h - a)
+    return ys, [lo, hi]
 
 
 def plot_sequential(group: dict, path: Path, title: str) -> None:
@@ -200,11 +226,17 @@ def plot_sequential(group: dict, path: Path, title: str) -> None:
     ns = list(group)
     for i, e in enumerate(eps):
         for t in threats:
-            ys = []
+            ys, lo, hi = [], [], []
             for n in ns:
-                a = next((dict(zip(r["eps"], r["accuracy"])) for r in group[n] if r["settings"]["threat"] == t), {})
-                ys.append(a.get(e, float("nan")))
-            ax.plot(ns, ys, LINESTYLE.get(t, "-"), marker="o", ms=3, color=colors[i % len(colors)], label=f"{t} {eps_label(e)}")
+                r = next((r for r in group[n] if r["settings"]["threat"] == t), None)
+                if r is None or e not in r["eps"]:
+                    ys.append(float("nan")), lo.append(0.0), hi.append(0.0)
+                    continue
+                j = r["eps"].index(e)
+                a, (l, h) = r["accuracy"][j], stats.wilson(r["correct"][j], r["n_images"])
+                ys.append(a), lo.append(a - l), hi.append(h - a)
+            ax.errorbar(ns, ys, yerr=[lo, hi], fmt=LINESTYLE.get(t, "-"), marker="o", ms=3, capsize=2, lw=2.5 if t == "all" else 1.2,
+                        color=colors[i % len(colors)], label=f"{W.WORST if t == 'all' else t} {eps_label(e)}")
     ax.set_xlabel("N (sequential rounds)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -222,6 +254,8 @@ def render(out: str | Path, plots: bool = True) -> str:
     records = latest(Store(out).records())
     if not records:
         raise FileNotFoundError(f"no results in {out / 'results.jsonl'}")
+    groups = W.groups(records, out)
+    records = records + W.records(groups)
     md = [f"# robustjax results ({out})", ""]
     rows = long_rows(records)
     (out / "results_long.csv").write_text(_csv(list(rows[0]), [list(r.values()) for r in rows]))
@@ -232,8 +266,9 @@ def render(out: str | Path, plots: bool = True) -> str:
     for r in records:
         by_ds[(r.get("experiment") or "", r["settings"]["dataset"])].append(r)
     for (exp, ds), recs in by_ds.items():
+        dataset = ds
         n = sorted({r["n_images"] for r in recs})
-        pis = sorted(r["timing"]["per_image_s"] for r in recs)
+        pis = sorted(r["timing"]["per_image_s"] for r in recs if not r.get("worst_case")) or [0.0]
         title = f"{exp}: {ds}" if exp else ds
         ds = _slug(exp, ds) if exp else ds
         md += [f"## {title} ({', '.join(map(str, n))} images)", "",
@@ -248,6 +283,8 @@ def render(out: str | Path, plots: bool = True) -> str:
                        "defended model with a perturbation of L2 norm <= b (pixel units); otherwise its clean prediction counts.", ""]
             md += [_md(header, _blank_repeats(body, 4)), ""]
             (out / f"table_{_slug(ds)}{'_l2' if budget == 'l2_bound' else ''}.csv").write_text(_csv(header, body))
+        mine = [g for g in groups if any((r.get("experiment") or "") == exp and r["settings"]["dataset"] == dataset for r in g.records)]
+        md += worst_sections(mine) + checks.section(mine, out)
         md += [f"Per-image time over all eps of a cell: median {pis[len(pis) // 2]:.3f} s "
                f"(min {pis[0]:.3f}, max {pis[-1]:.3f}) on {recs[0].get('devices')} {recs[0].get('platform')} device(s).", ""]
         for k, group in sequential_groups(recs).items():
@@ -262,10 +299,10 @@ def render(out: str | Path, plots: bool = True) -> str:
                 plot_sequential(group, plot_dir / f"{name}.png", f"{title}: {model}, {attack}, {base} x N")
                 md += [f"![{name}](plots/{name}.png)", ""]
         if plots:
-            combos = _order((r["settings"]["model"], attack_label(r)) for r in recs)
+            combos = _order((r["settings"]["model"], attack_label(r)) for r in recs if not r.get("worst_case"))
             for model, attack in combos:
-                sub = [r for r in recs if r["settings"]["model"] == model and attack_label(r) == attack and not _SEQ.match(r["settings"]["defense"])
-                       and r.get("budget", "linf") == "linf"]
+                sub = [r for r in recs if r["settings"]["model"] == model and (attack_label(r) == attack or r.get("worst_case"))
+                       and not _SEQ.match(r["settings"]["defense"]) and r.get("budget", "linf") == "linf"]
                 if not sub:
                     continue
                 name = _slug("acc_vs_eps", ds, model, attack)
@@ -274,6 +311,33 @@ def render(out: str | Path, plots: bool = True) -> str:
     text = "\n".join(md)
     (out / "report.md").write_text(text)
     return text
+
+
+def worst_sections(groups: list) -> list[str]:
+    """Markdown: per worst-case group, which cell broke each image first, and each cell against
+    the worst case on the same images (McNemar; "within noise" when p >= 0.05)."""
+    md = []
+    for g in groups:
+        dataset, model, _, defense, budget, _, n = g.key
+        rows = []
+        for i, e in enumerate(g.eps):
+            if e == 0:
+                continue
+            w = g.worst[i]
+            first = ", ".join(f"{k}: {v}" for k, v in sorted(g.broke_first[i].items(), key=lambda kv: -kv[1])) or "none"
+            for r in g.records:
+                c = g.cell_correct(r, e)
+                if c is None:
+                    continue
+                t = stats.paired(c, w)
+                rows.append([eps_label(e) if budget == "linf" else f"L2<={e:g}", W.cell_label(r), f"{c.mean():.3f}", f"{w.mean():.3f}",
+                             str(t["only_a"]), f"{t['p']:.3g}", "within noise" if t["within_noise"] else "weaker than worst case"])
+            md += [f"Worst case {model} / {defense} at {eps_label(e) if budget == 'linf' else f'L2<={e:g}'}: "
+                   f"{int(w.sum())}/{n} images robust; broken first by {first}.", ""]
+        if rows:
+            md += [f"### Paired comparison with the worst case: {model}, {defense}", "",
+                   _md(["eps", "cell", "accuracy", "worst case", "images only this cell missed", "McNemar p", "verdict"], rows), ""]
+    return md
 
 
 def summary_table(records: list[dict]) -> str:

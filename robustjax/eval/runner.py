@@ -23,12 +23,15 @@ import numpy as np
 
 import robustjax
 from robustjax import data as rdata
-from robustjax.attacks.base import l2_norms
+from robustjax.attacks.base import l2_norms, loss_grad
 from robustjax.attacks.threat import attacker_view
+from robustjax.eval import adaptive
 from robustjax.eval import config as C
+from robustjax.eval import outcomes
 from robustjax.eval.components import Components, accepts_key, model_info
 from robustjax.eval.mesh import BatchMesh
-from robustjax.eval.store import Store, cell_key
+from robustjax.eval.partial import PartialCell, resume_point
+from robustjax.eval.store import FORMAT, RunLock, Store, cell_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +81,11 @@ def plan(cfg) -> list[Job]:
     for m in cfg.models:
         for a in cfg.attacks:
             name, hp = C.attack_entry(a)
-            hp = tuple(sorted(hp.items()))
+            hp = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in hp.items()))
             defs = list(dict.fromkeys(d.strip() for d in cfg.defenses))
+            if name == adaptive.NAME:  # one suite cell per defense: it chooses its own threat models
+                jobs += [Job(m, name, hp, adaptive.NAME, (d,)) for d in defs]
+                continue
             oblivious = [d for d in defs if d == "none" or "oblivious" in cfg.threats]
             if oblivious:
                 jobs.append(Job(m, name, hp, "oblivious", tuple(oblivious)))
@@ -107,6 +113,10 @@ def validate(cfg, comp: Components) -> None:
     probe = max([float(e) for e in cfg.eps if e > 0] or [1 / 255])
     for a in cfg.attacks:
         name, hp = C.attack_entry(a)
+        if name == adaptive.NAME:
+            for d in cfg.defenses:
+                adaptive.members(hp, comp, comp.get_defense(d))
+            continue
         if names is not None and name not in names:
             raise ValueError(f"unknown attack {name!r}; valid: {', '.join(names)}")
         if not comp.minimum_norm(name) and probe > 1:
@@ -144,7 +154,15 @@ def _fingerprint(ids) -> str:
 
 def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_samples: int, clean: bool = True,
                   minimum_norm: bool = False):
-    """``program(params, x, y, mask, key, index, eps) -> (clean_correct[D], adv_correct[E, D])`` for one job.
+    """``program(params, x, y, mask, key, rows, eps) -> (clean_pred[D, B], adv_pred[E, D, B], step[E, D, B], norm[B])``.
+
+    Per-image outputs for one job (the host turns them into counts and outcome files), and
+    ``grad_norm[B]``: the L2 norm of the attacker view's cross-entropy gradient at the clean image
+    (one extra backward pass, through and eot cells only; zeros otherwise):
+    ``clean_pred`` the defended model's class on the clean images, ``adv_pred`` its class at each
+    budget, ``step`` the attack's first fooling evaluation where it reports one (APGD's iteration,
+    Square's queries; -1 otherwise and where the image is not broken), ``norm`` the L2 norm of the
+    perturbation (minimum-norm attacks; zeros otherwise).
 
     ``params``: the classifier's parameter state (a ``robustjax.models.Classifier`` exposes
     ``graphdef``/``state``), passed as an argument so it is placed on the devices once per model
@@ -152,9 +170,12 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
 
     ``x`` (B,S,S,3) in [0,1], ``y`` (B,) int, ``mask`` (B,) bool (False on padding rows), ``eps``
     (E,) the non-zero budgets, traced and vmapped: one compilation serves the whole eps grid;
-    ``index`` the batch number (folded into ``key``). ``defenses``: the D defenses the adversarial
-    examples are scored under, always as the defended model ``f(d(x_adv))``. The clean pass is
-    skipped (counts 0) when ``clean`` is False (no eps = 0 in the grid).
+    ``rows`` (B,) int32 the images' positions in the evaluated set. Randomness is per image: the
+    program is the per-image body ``vmap``-ped over the batch, each image's key ``key`` folded with
+    its row, so an image's attack, defense draws and outcome do not depend on the batch size,
+    the device count or the resume point (the batched model and defense still run as one batch). ``defenses``: the D defenses the adversarial
+    examples are scored under, always as the defended model ``f(d(x_adv))``. ``clean`` is kept for
+    callers; the clean pass always runs (outcomes need the clean prediction).
 
     ``minimum_norm`` (CW, DeepFool): the attack runs once, without a budget, and ``eps`` are L2
     bounds in pixel units: an image counts as broken at bound b only if the attack fooled the
@@ -165,36 +186,67 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
     D = len(defenses)
     closure = f
 
-    def program(params, x, y, mask, key, index, eps):
+    def program(params, x, y, mask, key, rows, eps):
         f = closure if params is None else _with_state(closure, params)
-        dkey, akey = jax.random.split(jax.random.fold_in(key, index))
 
-        def ok(xs):  # (D, B) bool: defended model right on xs
-            return jnp.stack([jnp.argmax(f(d(xs, dkey)), axis=-1) == y for d in defenses])
+        def per_image(xi, yi, row):  # the body on one image, its key folded with its row
+            out = body(f, xi[None], yi[None], jax.random.fold_in(key, row), eps)
+            return jax.tree.map(lambda a: a[..., 0], out)
 
-        def correct(xs):
-            return jnp.sum(ok(xs) & mask, axis=1, dtype=jnp.int32)
+        clean_pred, adv_pred, step, norm, grad_norm = jax.vmap(per_image)(x, y, rows)  # image axis first
+        return clean_pred.T, jnp.moveaxis(adv_pred, 0, -1), jnp.moveaxis(step, 0, -1), norm, grad_norm
 
-        clean_count = correct(x) if clean else jnp.zeros((D,), jnp.int32)
+    def body(f, x, y, key, eps):
+        dkey, akey = jax.random.split(key)
+        B = x.shape[0]
+
+        def preds(xs):  # (D, B) int32: the defended model's classes on xs
+            return jnp.stack([jnp.argmax(f(d(xs, dkey)), axis=-1).astype(jnp.int32) for d in defenses])
+
+        clean_pred = preds(x)
+        none = jnp.zeros((0, D, B), jnp.int32)
         if n_attacked == 0:
-            return clean_count, jnp.zeros((0, D), jnp.int32)
+            return clean_pred, none, none, jnp.zeros((B,), jnp.float32), jnp.zeros((B,), jnp.float32)
         view = attacker_view(job.threat, f, defenses[0], dkey, eot_samples)
+        # for the gradient-masking check; only where the attacker differentiates the defense
+        grad_norm = (l2_norms(loss_grad(view, x, y)).astype(jnp.float32) if job.threat in ("through", "eot")
+                     else jnp.zeros((B,), jnp.float32))
+
+        def broken_step(pred, step):  # step only where clean-correct and now wrong
+            return jnp.where((clean_pred == y) & (pred != y), step[None], -1)
+
         if minimum_norm:
             attack = get_attack(job.attack, **hp)
-            x_adv = attack(view, x, y, key=akey) if accepts_key(attack) else attack(view, x, y)
-            within = l2_norms(x_adv - x)[None, :] <= eps[:, None]  # (E, B)
-            broken_ok, clean_ok = ok(x_adv), ok(x)  # (D, B)
-            counted = jnp.where(within[:, None, :], broken_ok[None], clean_ok[None])  # (E, D, B)
-            return clean_count, jnp.sum(counted & mask, axis=2, dtype=jnp.int32)
+            x_adv, step = _attack_with_step(attack, view, x, y, akey)
+            norm = l2_norms(x_adv - x)
+            within = norm[None, :] <= eps[:, None]  # (E, B)
+            adv = preds(x_adv)
+            pred = jnp.where(within[:, None, :], adv[None], clean_pred[None])  # (E, D, B)
+            return clean_pred, pred, jax.vmap(lambda p: broken_step(p, step))(pred), norm.astype(jnp.float32), grad_norm
 
         def one(e):
             attack = get_attack(job.attack, eps=e, **hp)
-            x_adv = attack(view, x, y, key=akey) if accepts_key(attack) else attack(view, x, y)
-            return correct(x_adv)
+            x_adv, step = _attack_with_step(attack, view, x, y, akey)
+            pred = preds(x_adv)
+            return pred, broken_step(pred, step)
 
-        return clean_count, jax.vmap(one)(eps)
+        adv_pred, step = jax.vmap(one)(eps)
+        return clean_pred, adv_pred, step, jnp.zeros((B,), jnp.float32), grad_norm
 
     return program
+
+
+def _attack_with_step(attack, view, x, y, key):
+    """``(x_adv, step[B] int32)``: an attack with a ``run`` method reporting ``iteration`` (APGD) or
+    ``queries`` (Square) gives its first fooling evaluation; any other attack -1."""
+    run = getattr(attack, "run", None)
+    if callable(run):
+        res = run(view, x, y, key=key) if accepts_key(run) else run(view, x, y)
+        step = getattr(res, "iteration", getattr(res, "queries", None))
+        if hasattr(res, "x_adv") and step is not None:
+            return res.x_adv, jnp.where(res.fooled, step, -1).astype(jnp.int32)
+    x_adv = attack(view, x, y, key=key) if accepts_key(attack) else attack(view, x, y)
+    return x_adv, jnp.full((x.shape[0],), -1, jnp.int32)
 
 
 class Runner:
@@ -210,14 +262,26 @@ class Runner:
         self.interrupted = False
 
     def run(self) -> list[dict]:
-        """Run every unfinished cell; returns this experiment's records (old and new)."""
+        """Run every unfinished cell; returns this experiment's records (old and new).
+
+        Holds ``out/results.lock`` for the whole run (a second run on the same ``out`` raises
+        :class:`robustjax.eval.store.StoreError`); refuses a store of another format."""
+        validate(self.cfg, self.comp)
+        self.store.check_format()
+        with RunLock(self.cfg.out):
+            return self._run()
+
+    def _run(self) -> list[dict]:
         cfg = self.cfg
-        validate(cfg, self.comp)
         jobs = plan(cfg)
         prov = provenance()
         batch = self.mesh.global_batch(int(cfg.batch_size))
         if batch != cfg.batch_size:
             self.log(f"batch size {cfg.batch_size} -> {batch} (a multiple of the {self.mesh.size} devices)")
+        tail = self.store.truncated_tail()
+        if tail:
+            self.log(f"{self.store.path} ends in a truncated line ({tail} bytes, from a killed write): it is ignored, "
+                     "cut off at the next write, and its cell recomputed")
         done = self.store.done()
         keys = []
         models = {}
@@ -239,10 +303,16 @@ class Runner:
                 continue
             part = dataclasses.replace(job, defenses=tuple(c.defense for c, _, _ in todo))
             self.log(f"[{i}/{len(jobs)}] {part.label}: {len(ds)} images x {len(cfg.eps)} eps")
-            for (cell, key, settings), rec in zip(todo, self._run_job(part, f, ds, resize, batch)):
+            if job.attack == adaptive.NAME:
+                results = adaptive.run_suite(self, part, f, ds, resize, batch)
+            else:
+                results = self._run_job(part, f, ds, resize, batch, [k for _, k, _ in todo])
+            for (cell, key, settings), (rec, arr) in zip(todo, results):
                 rec.update(key=key, settings=settings, experiment=cfg.name, **prov)
                 if self.mesh.process_index == 0:
+                    outcomes.write(cfg.out, key, arr)  # before the record: a stored record always has its outcomes
                     self.store.append(rec)
+                    PartialCell(cfg.out, key, batch, len(ds)).clear()
                 l2 = rec.get("budget") == "l2_bound"
                 label = (lambda e: f"L2 {e:.4g}") if l2 else (lambda e: f"{e * 255:g}/255")
                 acc = ", ".join(f"{label(e)}: {a:.3f}" for e, a in zip(rec["eps"], rec["accuracy"]))
@@ -283,7 +353,7 @@ class Runner:
             "head": cfg.head,
             "defense": cell.defense,
             "attack": cell.attack,
-            "hparams": dict(cell.hparams),
+            "hparams": {k: list(v) if isinstance(v, tuple) else v for k, v in cell.hparams},
             "threat": cell.threat,
             "eps": [float(e) for e in cfg.eps],
         }
@@ -291,69 +361,73 @@ class Runner:
             s["eot_samples"] = int(cfg.eot_samples)
         return s
 
-    def _run_job(self, job: Job, f, ds, resize, batch: int) -> list[dict]:
-        """Run one job over the dataset; one record (without key/settings) per defense."""
+    def _run_job(self, job: Job, f, ds, resize, batch: int, keys: list[str]) -> list[tuple[dict, dict]]:
+        """Run one job over the dataset, resuming after the batches stored under ``out/partial``;
+        per defense one (record without key/settings, outcome arrays) pair."""
         cfg, mesh = self.cfg, self.mesh
         eps_all = np.asarray(cfg.eps, np.float32)
         attacked = eps_all[eps_all > 0]
+        n, total = len(ds), rdata.num_batches(len(ds), batch)
+        parts = [PartialCell(cfg.out, k, batch, n) for k in keys]
+        start, loaded = resume_point(parts, total)
+        if start:
+            self.log(f"    resuming at batch {start + 1} of {total}: {start} batch(es) read from {parts[0].dir.parent}")
         defenses = [self.comp.get_defense(d) for d in job.defenses]
-        program = build_program(f, defenses, self.comp.get_attack, job, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()),
-                                minimum_norm=bool(self.comp.minimum_norm(job.attack)))
-        rep, dat = mesh.replicated, mesh.data
-        params = _params(f)
-        if params is not None:
-            params = jax.device_put(params, rep)
-        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, rep, rep), out_shardings=(rep, rep))
-        S = resize.size
-        spec = (
-            params,
-            jax.ShapeDtypeStruct((batch, S, S, 3), jnp.float32, sharding=dat),
-            jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
-            jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=dat),
-            jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep),
-            jax.ShapeDtypeStruct((), jnp.int32, sharding=rep),
-            jax.ShapeDtypeStruct(attacked.shape, jnp.float32, sharding=rep),
-        )
-        t0 = time.perf_counter()
-        compiled = jitted.lower(*spec).compile()
-        compile_s = time.perf_counter() - t0
-        eps_dev = jax.device_put(attacked, rep)
-        base = jax.device_put(jax.random.PRNGKey(int(cfg.seed)), rep)
         D = len(defenses)
-        clean_total, adv_total = np.zeros(D, np.int64), np.zeros((len(attacked), D), np.int64)
-        bar = _bar(len(ds), job.label) if self.progress else None
-        pending = None
-        first = None  # (seconds, images) when the first batch's result was read
-        t0 = time.perf_counter()
-        try:
-            for b in rdata.batches(ds, batch, resize, process_index=mesh.process_index, process_count=mesh.process_count):
-                index = jax.device_put(np.int32(b.index), rep)
-                out = compiled(params, mesh.put(b.x, batch), mesh.put(b.y, batch), mesh.put(b.mask, batch), base, index, eps_dev)
-                if pending is not None:  # read the previous batch while this one runs
-                    clean_total, adv_total = _collect(pending, clean_total, adv_total, bar)
-                pending = (out, b.count)
-                if first is None:  # wait for the first batch alone, to time it
-                    clean_total, adv_total = _collect(pending, clean_total, adv_total, bar)
-                    first, pending = (time.perf_counter() - t0, b.count), None
-            if pending is not None:
-                clean_total, adv_total = _collect(pending, clean_total, adv_total, bar)
-        finally:
-            if bar is not None:
-                bar.close()
-        run_s = time.perf_counter() - t0
-        n = len(ds)
+        compile_s, run_s, first = 0.0, 0.0, None
+        if start < total:
+            compiled, params, args = self._compile(job, f, defenses, attacked, eps_all, resize, batch)
+            bar = _bar(n - start * batch, job.label) if self.progress else None
+            writer = mesh.process_index == 0
+            compile_s = args.pop("compile_s")
+            pending = None
+            t0 = time.perf_counter()
+
+            def collect(pending):
+                out, b, count = pending
+                got = [np.asarray(o) for o in out]
+                for k in range(D):
+                    arr = _batch_arrays(got, k, count)
+                    if writer:
+                        parts[k].save(b, arr)
+                    loaded[k].append(arr)
+                if bar is not None:
+                    bar.update(count)
+
+            try:
+                for bt in rdata.batches(ds, batch, resize, start=start, process_index=mesh.process_index, process_count=mesh.process_count):
+                    local = len(bt.y)
+                    lo = bt.index * batch + mesh.process_index * local
+                    rows = mesh.put(np.arange(lo, lo + local, dtype=np.int32), batch)
+                    out = compiled(params, mesh.put(bt.x, batch), mesh.put(bt.y, batch), mesh.put(bt.mask, batch), args["key"], rows, args["eps"])
+                    if pending is not None:  # read the previous batch while this one runs
+                        collect(pending)
+                    pending = (out, bt.index, bt.count)
+                    if first is None:  # wait for the first batch alone, to time it
+                        collect(pending)
+                        first, pending = (time.perf_counter() - t0, bt.count), None
+                if pending is not None:
+                    collect(pending)
+            finally:
+                if bar is not None:
+                    bar.close()
+            run_s = time.perf_counter() - t0
+        n_run = n - min(n, start * batch)
         # The first execution of a compiled program carries a one-off start-up cost (about 1 s for
         # efficientnet_lite0 on XLA:CPU), so the per-image figure is taken from the second batch on,
         # as a benchmark that warms up first measures it; with one batch it is the wall time.
-        if first is not None and n > first[1]:
-            first_s, per_image_s = first[0], (run_s - first[0]) / (n - first[1])
+        if first is not None and n_run > first[1]:
+            first_s, per_image_s = first[0], (run_s - first[0]) / (n_run - first[1])
         else:
-            first_s, per_image_s = run_s, run_s / n
-        records = []
+            first_s, per_image_s = run_s, run_s / max(1, n_run)
+        labels = np.asarray(ds.labels, np.int32)
+        results = []
         for k in range(D):
-            it = iter(adv_total[:, k].tolist())
-            correct = [int(clean_total[k]) if e == 0 else int(next(it)) for e in eps_all]
-            records.append({
+            arr = _cell_arrays(loaded[k], np.asarray(cfg.eps, np.float64), labels, ds.ids, bool(self.comp.minimum_norm(job.attack)),
+                               grad=job.threat in ("through", "eot"))
+            correct = [int(c) for c in (arr["pred"] == labels[None, :]).sum(axis=1)]
+            results.append(({
+                "format": FORMAT,
                 "n_images": n,
                 "eps": [float(e) for e in cfg.eps],
                 "eps_255": [round(float(e) * 255, 3) for e in cfg.eps],
@@ -366,14 +440,71 @@ class Runner:
                     "per_image_s": per_image_s,
                     "per_image_per_eps_s": per_image_s / max(1, len(attacked)),
                     "defenses_in_program": D,
+                    "resumed_batches": start,
                 },
                 "budget": "l2_bound" if self.comp.minimum_norm(job.attack) else "linf",
                 "batch_size": batch,
                 **mesh.describe(),
                 "host": platform.node(),
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            })
-        return records
+            }, arr))
+        return results
+
+    def _compile(self, job, f, defenses, attacked, eps_all, resize, batch):
+        cfg, mesh = self.cfg, self.mesh
+        program = build_program(f, defenses, self.comp.get_attack, job, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()),
+                                minimum_norm=bool(self.comp.minimum_norm(job.attack)))
+        rep, dat = mesh.replicated, mesh.data
+        params = _params(f)
+        if params is not None:
+            params = jax.device_put(params, rep)
+        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, dat, rep), out_shardings=(rep, rep, rep, rep, rep))
+        S = resize.size
+        spec = (
+            params,
+            jax.ShapeDtypeStruct((batch, S, S, 3), jnp.float32, sharding=dat),
+            jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
+            jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=dat),
+            jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep),
+            jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
+            jax.ShapeDtypeStruct(attacked.shape, jnp.float32, sharding=rep),
+        )
+        t0 = time.perf_counter()
+        compiled = jitted.lower(*spec).compile()
+        compile_s = time.perf_counter() - t0
+        args = {"eps": jax.device_put(attacked, rep), "key": jax.device_put(jax.random.PRNGKey(int(cfg.seed)), rep), "compile_s": compile_s}
+        return compiled, params, args
+
+
+def _batch_arrays(got, k: int, count: int) -> dict:
+    """Defense ``k``'s per-image outputs of one batch's program result, real rows only (the first
+    ``count`` rows: padding is at the end of a global batch)."""
+    clean_pred, adv_pred, step, norm, grad_norm = got
+    return {"clean_pred": clean_pred[k, :count], "adv_pred": adv_pred[:, k, :count], "step": step[:, k, :count], "norm": norm[:count],
+            "grad_norm": grad_norm[:count]}
+
+
+def _cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool, grad: bool = False) -> dict:
+    """A cell's outcome arrays (:mod:`robustjax.eval.outcomes`) from its batches in order."""
+    clean = np.concatenate([b["clean_pred"] for b in batches]).astype(np.int32)
+    adv = np.concatenate([b["adv_pred"] for b in batches], axis=1).astype(np.int32)
+    step = np.concatenate([b["step"] for b in batches], axis=1).astype(np.int32)
+    N = len(clean)
+    pred, steps, it = np.empty((len(eps_all), N), np.int32), np.full((len(eps_all), N), -1, np.int32), iter(range(adv.shape[0]))
+    for j, e in enumerate(eps_all):
+        if e == 0:
+            pred[j] = clean
+        else:
+            i = next(it)
+            pred[j], steps[j] = adv[i], step[i]
+    arr = {"row": np.arange(N, dtype=np.int32), "id": np.asarray(list(ids), dtype=str), "label": labels.astype(np.int32),
+           "clean_pred": clean, "eps": np.asarray(eps_all, np.float64), "pred": pred, "step": steps}
+    if grad and all("grad_norm" in b for b in batches) and adv.shape[0]:
+        arr["grad_norm"] = np.concatenate([b["grad_norm"] for b in batches]).astype(np.float32)
+    if minimum_norm:
+        norm = np.concatenate([b["norm"] for b in batches]).astype(np.float32)
+        arr["norm"] = norm
+    return arr
 
 
 def _with_state(f, state):
@@ -385,15 +516,6 @@ def _with_state(f, state):
 
 def _params(f):
     return f.state if hasattr(f, "graphdef") and hasattr(f, "state") else None
-
-
-def _collect(pending, clean_total, adv_total, bar):
-    (clean, adv), count = pending
-    clean_total = clean_total + np.asarray(clean, np.int64)
-    adv_total = adv_total + np.asarray(adv, np.int64)
-    if bar is not None:
-        bar.update(count)
-    return clean_total, adv_total
 
 
 def _bar(total: int, label: str):

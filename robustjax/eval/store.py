@@ -4,6 +4,12 @@ A record is written as one ``write`` of a whole line under an exclusive ``flock`
 and fsynced, so a crash leaves at worst one truncated last line. Readers ignore any line that is
 not complete valid JSON ending in a newline; a writer first cuts such a partial tail off (it can
 only come from a write that was killed), so the file stays one valid record per line.
+
+Format: every record carries ``format`` (:data:`FORMAT`). Format 2 records have a per-image
+outcome file (:mod:`robustjax.eval.outcomes`); a store holding records of another format (format 1
+records carry no ``format`` field) is refused by a run with a clear error, and nothing in it is
+changed. A run holds an exclusive ``flock`` on ``out/results.lock`` (:class:`RunLock`), so a
+second run on the same ``--out`` is refused instead of interleaving cells.
 """
 
 from __future__ import annotations
@@ -15,6 +21,12 @@ import os
 from pathlib import Path
 
 FILENAME = "results.jsonl"
+LOCKNAME = "results.lock"
+FORMAT = 2
+
+
+class StoreError(ValueError):
+    """A store this version cannot write to (another format, or locked by another run)."""
 
 
 def cell_key(settings: dict) -> str:
@@ -46,6 +58,31 @@ class Store:
                 if isinstance(rec, dict) and "key" in rec:
                     out.append(rec)
         return out
+
+    def truncated_tail(self) -> int:
+        """Bytes after the last newline (a killed write's partial line; 0 when none)."""
+        if not self.path.exists():
+            return 0
+        with open(self.path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            pos, block = size, 1 << 16
+            while pos > 0:
+                start = max(0, pos - block)
+                fh.seek(start)
+                k = fh.read(pos - start).rfind(b"\n")
+                if k >= 0:
+                    return size - (start + k + 1)
+                pos = start
+            return size
+
+    def check_format(self) -> None:
+        """StoreError naming the path when a stored record is not of format :data:`FORMAT`."""
+        other = sorted({r.get("format", 1) for r in self.records()} - {FORMAT}, key=str)
+        if other:
+            raise StoreError(f"{self.path} holds records of store format {', '.join(map(str, other))}; this robustjax "
+                             f"writes format {FORMAT} (per-image outcomes beside each record). Use a new --out for new "
+                             "runs (nothing in this store was changed; `report` still reads it)")
 
     def done(self) -> set[str]:
         return {r["key"] for r in self.records()}
@@ -88,3 +125,34 @@ def _cut_partial_tail(fd: int, size: int) -> None:
             return
         pos = start
     os.ftruncate(fd, 0)
+
+
+class RunLock:
+    """Exclusive, non-blocking ``flock`` on ``out/results.lock`` for the life of a run.
+
+    Raises StoreError naming the lock file when another process holds it. The lock is released
+    by the kernel when the process dies, so a killed run never leaves a stale lock."""
+
+    def __init__(self, out: str | os.PathLike):
+        self.path = Path(out) / LOCKNAME
+        self.fd = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"another run is writing to {self.path.parent} (it holds the lock {self.path}); "
+                             "wait for it to finish or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,67 @@
+"""Progress inside a cell: each finished batch's per-image outputs in ``out/partial/<key>/batch-NNNN.npz``.
+
+Why: a long cell killed (SIGKILL included) near its end would otherwise lose every batch. A file is
+written atomically (tmp + rename, :func:`robustjax.eval.outcomes.save_npz`), so a batch file
+either holds the whole batch or does not exist; a rerun loads batches 0..k-1 and resumes at the
+first batch k without a valid file. A file counts only if its ``row`` array is the rows the
+batch covers at the current batch size (a rerun with another batch size recomputes). The
+directory is removed once the cell's record is stored.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from robustjax.eval.outcomes import load_npz, save_npz
+
+DIRNAME = "partial"
+
+
+class PartialCell:
+    """Batch files of one cell (``key``) at global ``batch`` size over ``n`` images."""
+
+    def __init__(self, out, key: str, batch: int, n: int):
+        self.dir = Path(out) / DIRNAME / key
+        self.batch, self.n = int(batch), int(n)
+
+    def rows(self, b: int) -> np.ndarray:
+        lo = b * self.batch
+        return np.arange(lo, min(lo + self.batch, self.n), dtype=np.int32)
+
+    def file(self, b: int) -> Path:
+        return self.dir / f"batch-{b:04d}.npz"
+
+    def load(self, b: int) -> dict | None:
+        """Batch ``b``'s arrays, or None when missing or written for other rows."""
+        p = self.file(b)
+        if not p.is_file():
+            return None
+        try:
+            arr = load_npz(p)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # not a whole npz: recompute
+            return None
+        if "row" not in arr or not np.array_equal(arr["row"], self.rows(b)):
+            return None
+        return arr
+
+    def save(self, b: int, arrays: dict) -> None:
+        save_npz(self.file(b), {**arrays, "row": self.rows(b)})
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def resume_point(cells: list[PartialCell], total: int) -> tuple[int, list[list[dict]]]:
+    """The first batch some cell lacks, and every cell's arrays for the batches before it."""
+    loaded: list[list[dict]] = [[] for _ in cells]
+    for b in range(total):
+        got = [c.load(b) for c in cells]
+        if any(g is None for g in got):
+            return b, loaded
+        for acc, g in zip(loaded, got):
+            acc.append(g)
+    return total, loaded
