@@ -326,7 +326,9 @@ class Runner:
         first = None  # (seconds, images) when the first batch's result was read
         t0 = time.perf_counter()
         try:
-            for b in rdata.batches(ds, batch, resize, process_index=mesh.process_index, process_count=mesh.process_count):
+            images = _decode_cache(ds, resize)
+            for b in rdata.batches(ds, batch, resize, process_index=mesh.process_index,
+                                   process_count=mesh.process_count, cache=images):
                 index = jax.device_put(np.int32(b.index), rep)
                 out = compiled(params, mesh.put(b.x, batch), mesh.put(b.y, batch), mesh.put(b.mask, batch), base, index, eps_dev)
                 if pending is not None:  # read the previous batch while this one runs
@@ -374,6 +376,13 @@ class Runner:
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             })
         return records
+
+
+def _decode_cache(ds, resize):
+    """Issue 17 hook: the grid-wide decoded-image cache of (ds, resize), or None when turned off."""
+    from robustjax.data import cache
+
+    return cache.decoded(ds, resize) if cache.enabled() else None
 
 
 def _with_state(f, state):
