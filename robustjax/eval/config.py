@@ -32,6 +32,7 @@ KEYS = {
     "threats": "threat models: oblivious, through, bpda, eot",
     "eot_samples": "defense draws averaged by the eot threat model",
     "batch_size": "global batch size (rounded up to a multiple of the device count)",
+    "precision": "matmul/convolution arithmetic: float32 (default, the parity reference), tf32 or bf16",
     "out": "results directory (JSON-lines store results.jsonl, report files)",
     "layout": "report layout hint: 'table' (default) or 'sequential'",
 }
@@ -61,6 +62,7 @@ def quickstart() -> ml_collections.ConfigDict:
             "threats": ["oblivious", "through", "bpda"],
             "eot_samples": 8,
             "batch_size": 20,
+            "precision": "float32",
             "out": "results/quickstart",
             "layout": "table",
         }
@@ -156,6 +158,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, help="number of images (seeded subset); 0 = all")
     p.add_argument("--seed", type=int, help="seed for the subset and the attacks")
     p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--precision", choices=("float32", "tf32", "bf16"),
+                   help="matmul/convolution arithmetic on GPU/TPU (default float32; bf16 also runs the classifier in bfloat16)")
     p.add_argument("--out", help="results directory")
 
 
@@ -190,6 +194,8 @@ def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
         cfg.seed = args.seed
     if args.batch_size is not None:
         cfg.batch_size = args.batch_size
+    if getattr(args, "precision", None) is not None:
+        cfg.precision = args.precision
     if args.out is not None:
         cfg.out = args.out
     return cfg
@@ -220,6 +226,9 @@ def check_shape(cfg) -> None:
         raise ValueError(f"unknown threat model(s) {unknown}; valid: {', '.join(THREATS)}")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
+    from robustjax.eval.precision import check as check_precision
+
+    check_precision(cfg.get("precision", "float32"))
     if cfg.n is not None and (not isinstance(cfg.n, int) or cfg.n < 1):
         raise ValueError(f"n must be a positive integer or None (all images), got {cfg.n!r}")
     if not cfg.get("out"):

@@ -26,6 +26,7 @@ from robustjax import data as rdata
 from robustjax.attacks.base import l2_norms
 from robustjax.attacks.threat import attacker_view
 from robustjax.eval import config as C
+from robustjax.eval import precision as _precision
 from robustjax.eval.components import Components, accepts_key, model_info
 from robustjax.eval.mesh import BatchMesh
 from robustjax.eval.store import Store, cell_key
@@ -289,6 +290,7 @@ class Runner:
         }
         if cell.threat == "eot":
             s["eot_samples"] = int(cfg.eot_samples)
+        s.update(_precision.settings(cfg.get("precision", _precision.DEFAULT)))  # issue 17 hook
         return s
 
     def _run_job(self, job: Job, f, ds, resize, batch: int) -> list[dict]:
@@ -297,8 +299,11 @@ class Runner:
         eps_all = np.asarray(cfg.eps, np.float32)
         attacked = eps_all[eps_all > 0]
         defenses = [self.comp.get_defense(d) for d in job.defenses]
+        prec = cfg.get("precision", _precision.DEFAULT)  # issue 17 hook: arithmetic of the cell's program
+        f = _precision.classifier(f, prec)
         program = build_program(f, defenses, self.comp.get_attack, job, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()),
                                 minimum_norm=bool(self.comp.minimum_norm(job.attack)))
+        program = _precision.program(program, prec)
         rep, dat = mesh.replicated, mesh.data
         params = _params(f)
         if params is not None:
@@ -371,6 +376,7 @@ class Runner:
                 },
                 "budget": "l2_bound" if self.comp.minimum_norm(job.attack) else "linf",
                 "batch_size": batch,
+                "precision": prec,
                 **mesh.describe(),
                 "host": platform.node(),
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
