@@ -68,7 +68,8 @@ class Bfloat16Classifier:
 
     def __call__(self, x):
         g = copy.copy(self.inner)
-        g.state = jax.tree.map(lambda a: a.astype(jnp.bfloat16) if jnp.issubdtype(a.dtype, jnp.floating) else a, self.state)
+        g.state = jax.tree.map(lambda a: a.astype(jnp.bfloat16) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                               self.state)
         return g(x.astype(jnp.bfloat16)).astype(jnp.float32)
 
 
