@@ -25,6 +25,7 @@ import robustjax
 from robustjax import data as rdata
 from robustjax.attacks.base import l2_norms
 from robustjax.attacks.threat import attacker_view
+from robustjax.eval import batching as _batching
 from robustjax.eval import config as C
 from robustjax.eval import precision as _precision
 from robustjax.eval.components import Components, accepts_key, model_info
@@ -216,8 +217,9 @@ class Runner:
         validate(cfg, self.comp)
         jobs = plan(cfg)
         prov = provenance()
-        batch = self.mesh.global_batch(int(cfg.batch_size))
-        if batch != cfg.batch_size:
+        auto = cfg.batch_size == "auto"  # issue 17: chosen per cell from the device memory (batching.py)
+        batch = None if auto else self.mesh.global_batch(int(cfg.batch_size))
+        if not auto and batch != cfg.batch_size:
             self.log(f"batch size {cfg.batch_size} -> {batch} (a multiple of the {self.mesh.size} devices)")
         done = self.store.done()
         keys = []
@@ -240,8 +242,12 @@ class Runner:
                 continue
             part = dataclasses.replace(job, defenses=tuple(c.defense for c, _, _ in todo))
             self.log(f"[{i}/{len(jobs)}] {part.label}: {len(ds)} images x {len(cfg.eps)} eps")
-            for (cell, key, settings), rec in zip(todo, self._run_job(part, f, ds, resize, batch)):
+            recs, retries = _batching.run_with_retry(  # issue 17 hook: an out-of-memory error halves the batch
+                lambda b: self._run_job(part, f, ds, resize, b), batch, self.mesh.size, lambda: self._batch, self.log)
+            for (cell, key, settings), rec in zip(todo, recs):
                 rec.update(key=key, settings=settings, experiment=cfg.name, **prov)
+                if retries:
+                    rec["batch_retries"] = retries
                 if self.mesh.process_index == 0:
                     self.store.append(rec)
                 l2 = rec.get("budget") == "l2_bound"
@@ -296,6 +302,7 @@ class Runner:
     def _run_job(self, job: Job, f, ds, resize, batch: int) -> list[dict]:
         """Run one job over the dataset; one record (without key/settings) per defense."""
         cfg, mesh = self.cfg, self.mesh
+        self._batch = batch  # the batch in use, for run_with_retry (None until auto has chosen)
         eps_all = np.asarray(cfg.eps, np.float32)
         attacked = eps_all[eps_all > 0]
         defenses = [self.comp.get_defense(d) for d in job.defenses]
@@ -310,17 +317,26 @@ class Runner:
             params = jax.device_put(params, rep)
         jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, rep, rep), out_shardings=(rep, rep))
         S = resize.size
-        spec = (
-            params,
-            jax.ShapeDtypeStruct((batch, S, S, 3), jnp.float32, sharding=dat),
-            jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
-            jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=dat),
-            jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep),
-            jax.ShapeDtypeStruct((), jnp.int32, sharding=rep),
-            jax.ShapeDtypeStruct(attacked.shape, jnp.float32, sharding=rep),
-        )
+
+        def spec(batch):
+            return (
+                params,
+                jax.ShapeDtypeStruct((batch, S, S, 3), jnp.float32, sharding=dat),
+                jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
+                jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=dat),
+                jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep),
+                jax.ShapeDtypeStruct((), jnp.int32, sharding=rep),
+                jax.ShapeDtypeStruct(attacked.shape, jnp.float32, sharding=rep),
+            )
+
         t0 = time.perf_counter()
-        compiled = jitted.lower(*spec).compile()
+        choice = None
+        if batch is None:  # issue 17 hook: --batch-size auto
+            batch, compiled, choice = _batching.auto_batch(lambda b: jitted.lower(*spec(b)).compile(), mesh.size,
+                                                           len(ds))
+        else:
+            compiled = jitted.lower(*spec(batch)).compile()
+        self._batch = batch
         compile_s = time.perf_counter() - t0
         eps_dev = jax.device_put(attacked, rep)
         base = jax.device_put(jax.random.PRNGKey(int(cfg.seed)), rep)
@@ -376,6 +392,7 @@ class Runner:
                 },
                 "budget": "l2_bound" if self.comp.minimum_norm(job.attack) else "linf",
                 "batch_size": batch,
+                **({"batch_auto": choice.describe()} if choice is not None else {}),
                 "precision": prec,
                 **mesh.describe(),
                 "host": platform.node(),
