@@ -63,7 +63,7 @@ def time_pgd(f_jax, torch_model, x, y, repeats, defense_torch=None, forms=("unro
     xj, yj = jnp.asarray(x), jnp.asarray(y)
     for form in forms:
         cls = A.PGD if attack == "pgd" else A.BIM
-        atk = cls(eps=eps, steps=10, unroll=(form == "unrolled"))
+        atk = cls(eps=eps, steps=10, unroll=None if form == "default" else form == "unrolled")
         run = jax.jit(lambda x, y: atk(f_jax, x, y, key=jax.random.key(0)))
         out[f"robustjax ({form})"] = best_of(lambda: run(xj, yj).block_until_ready(), repeats) / len(x)
     model = torch_model if defense_torch is None else torch.nn.Sequential(defense_torch, torch_model)
@@ -94,7 +94,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cases", nargs="+", default=["resnet20", "resnet50", "resnet50_jpeg"])
     p.add_argument("--batch20", type=int, default=256)
-    p.add_argument("--forms", nargs="+", default=["unrolled", "rolled"], help="robustjax loop forms to time")
+    p.add_argument("--forms", nargs="+", default=["unrolled", "rolled"], help="robustjax loop forms to time: unrolled, rolled, default (the per-backend choice)")
     args = p.parse_args()
 
     import jax
