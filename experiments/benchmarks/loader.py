@@ -73,7 +73,8 @@ def main(argv=None):
     filling = rate(ds, resize, cache)
     cached = rate(ds, resize, cache)
     print(f"  cold (decode + resize every time): {cold:8.0f} images/s")
-    print(f"  first pass, filling the cache:     {filling:8.0f} images/s  ({cache.where}, {cache.nbytes / 2**20:.0f} MiB)")
+    mib = cache.nbytes / 2**20
+    print(f"  first pass, filling the cache:     {filling:8.0f} images/s  ({cache.where}, {mib:.0f} MiB)")
     print(f"  cached:                            {cached:8.0f} images/s  ({cached / cold:.1f}x cold)")
     if a.grid_n <= 0:
         return
