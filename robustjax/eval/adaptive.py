@@ -176,7 +176,11 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
     gradient members)."""
     from robustjax.eval.runner import _cell_arrays, _params
 
+    from robustjax.eval import precision as _precision
+
     cfg, comp, mesh = runner.cfg, runner.comp, runner.mesh
+    prec = cfg.get("precision", _precision.DEFAULT)
+    f = _precision.classifier(f, prec)
     defense = comp.get_defense(job.defenses[0])
     ms = members(dict(job.hparams), comp, defense)
     n = len(ds)
@@ -201,7 +205,7 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
 
         return jax.vmap(one)(x, rows)
 
-    clean_fn = jax.jit(clean_program)
+    clean_fn = jax.jit(_precision.program(clean_program, prec))
     clean = np.empty(n, np.int32)
     for count, r in batches(np.arange(n, dtype=np.int32)):
         clean[r[:count]] = np.asarray(clean_fn(params, X[r], r))[:count]
@@ -209,7 +213,8 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
     preds = {e: clean.copy() for e in eps_all}
     steps = {e: np.full(n, -1, np.int32) for e in eps_all}
     suite = [{"member": m.label, "attacked": [], "broken": [], "passes": []} for m in ms]
-    compiled = [jax.jit(member_program(f, defense, m, comp.get_attack, int(cfg.eot_samples), i)) for i, m in enumerate(ms)]
+    compiled = [jax.jit(_precision.program(member_program(f, defense, m, comp.get_attack, int(cfg.eot_samples), i), prec))
+                for i, m in enumerate(ms)]
     for e in eps_all:
         if e == 0:
             continue

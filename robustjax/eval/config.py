@@ -31,7 +31,8 @@ KEYS = {
     "eps": "budgets in pixel units on [0, 1]; 0 = clean accuracy",
     "threats": "threat models: oblivious, through, bpda, eot",
     "eot_samples": "defense draws averaged by the eot threat model",
-    "batch_size": "global batch size (rounded up to a multiple of the device count)",
+    "batch_size": "global batch size (rounded up to a multiple of the device count), or 'auto' (per cell, fits memory)",
+    "precision": "matmul/convolution arithmetic: float32 (default, the parity reference), tf32 or bf16",
     "out": "results directory (JSON-lines store results.jsonl, report files)",
     "layout": "report layout hint: 'table' (default) or 'sequential'",
 }
@@ -61,6 +62,7 @@ def quickstart() -> ml_collections.ConfigDict:
             "threats": ["oblivious", "through", "bpda"],
             "eot_samples": 8,
             "batch_size": 20,
+            "precision": "float32",
             "out": "results/quickstart",
             "layout": "table",
         }
@@ -142,6 +144,15 @@ def _attack(text: str):
     return hp
 
 
+def _batch_size(text: str):
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch size must be a positive integer or 'auto', got {text!r}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="experiment file defining get_config() (default: the quick-start)")
     p.add_argument("--dataset", help="dataset name")
@@ -155,7 +166,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threat", help=f"comma-separated threat models ({', '.join(THREATS)})")
     p.add_argument("--n", type=int, help="number of images (seeded subset); 0 = all")
     p.add_argument("--seed", type=int, help="seed for the subset and the attacks")
-    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--batch-size", type=_batch_size,
+                   help="global batch size, or 'auto': the largest that fits the device memory, per cell")
+    p.add_argument("--precision", choices=("float32", "tf32", "bf16"),
+                   help="matmul/convolution arithmetic on GPU/TPU (default float32; bf16 also computes the classifier "
+                   "in bfloat16)")
     p.add_argument("--out", help="results directory")
 
 
@@ -189,10 +204,20 @@ def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
     if args.seed is not None:
         cfg.seed = args.seed
     if args.batch_size is not None:
-        cfg.batch_size = args.batch_size
+        cfg = replace(cfg, batch_size=args.batch_size)  # int or "auto": a new dict, the type may change
+    if getattr(args, "precision", None) is not None:
+        cfg.precision = args.precision
     if args.out is not None:
         cfg.out = args.out
     return cfg
+
+
+def replace(cfg, **changes) -> ml_collections.ConfigDict:
+    """A copy of ``cfg`` with ``changes``, whose types may differ from the old values' (a type-safe
+    ConfigDict refuses ``batch_size = "auto"`` over an int)."""
+    d = copy.deepcopy(cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg))
+    d.update(changes)
+    return ml_collections.ConfigDict(d)
 
 
 def attack_entry(a) -> tuple[str, dict]:
@@ -218,8 +243,12 @@ def check_shape(cfg) -> None:
     unknown = [t for t in cfg.threats if t not in THREATS]
     if unknown:
         raise ValueError(f"unknown threat model(s) {unknown}; valid: {', '.join(THREATS)}")
-    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
+    bs = cfg.batch_size
+    if bs != "auto" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+        raise ValueError(f"batch_size must be a positive integer or 'auto', got {cfg.batch_size!r}")
+    from robustjax.eval.precision import check as check_precision
+
+    check_precision(cfg.get("precision", "float32"))
     if cfg.n is not None and (not isinstance(cfg.n, int) or cfg.n < 1):
         raise ValueError(f"n must be a positive integer or None (all images), got {cfg.n!r}")
     if not cfg.get("out"):

@@ -34,7 +34,9 @@ def maybe_initialize_distributed() -> bool:
         kwargs = {}
     if kwargs is None:
         return False
-    jax.distributed.initialize(**kwargs)
+    from robustjax.eval.distributed import initialize
+
+    initialize(**kwargs)  # bounded start-up and heartbeat, gloo collectives on CPU
     _started = True
     return True
 

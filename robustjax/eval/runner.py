@@ -26,8 +26,10 @@ from robustjax import data as rdata
 from robustjax.attacks.base import l2_norms, loss_grad
 from robustjax.attacks.threat import attacker_view
 from robustjax.eval import adaptive
+from robustjax.eval import batching as _batching
 from robustjax.eval import config as C
 from robustjax.eval import outcomes
+from robustjax.eval import precision as _precision
 from robustjax.eval.components import Components, accepts_key, model_info
 from robustjax.eval.mesh import BatchMesh
 from robustjax.eval.partial import PartialCell, resume_point
@@ -114,6 +116,9 @@ def validate(cfg, comp: Components) -> None:
     for a in cfg.attacks:
         name, hp = C.attack_entry(a)
         if name == adaptive.NAME:
+            if cfg.batch_size == "auto":
+                raise ValueError("--batch-size auto is not available for the adaptive suite (its members re-batch "
+                                 "the images still standing at one fixed size): give a number")
             for d in cfg.defenses:
                 adaptive.members(hp, comp, comp.get_defense(d))
             continue
@@ -275,8 +280,9 @@ class Runner:
         cfg = self.cfg
         jobs = plan(cfg)
         prov = provenance()
-        batch = self.mesh.global_batch(int(cfg.batch_size))
-        if batch != cfg.batch_size:
+        auto = cfg.batch_size == "auto"  # issue 17: chosen per cell from the device memory (batching.py)
+        batch = None if auto else self.mesh.global_batch(int(cfg.batch_size))
+        if not auto and batch != cfg.batch_size:
             self.log(f"batch size {cfg.batch_size} -> {batch} (a multiple of the {self.mesh.size} devices)")
         tail = self.store.truncated_tail()
         if tail:
@@ -304,15 +310,19 @@ class Runner:
             part = dataclasses.replace(job, defenses=tuple(c.defense for c, _, _ in todo))
             self.log(f"[{i}/{len(jobs)}] {part.label}: {len(ds)} images x {len(cfg.eps)} eps")
             if job.attack == adaptive.NAME:
-                results = adaptive.run_suite(self, part, f, ds, resize, batch)
+                results, retries = adaptive.run_suite(self, part, f, ds, resize, batch), []
             else:
-                results = self._run_job(part, f, ds, resize, batch, [k for _, k, _ in todo])
+                results, retries = _batching.run_with_retry(  # an out-of-memory error halves the batch
+                    lambda b: self._run_job(part, f, ds, resize, b, [k for _, k, _ in todo]), batch, self.mesh.size,
+                    lambda: self._batch, self.log)
             for (cell, key, settings), (rec, arr) in zip(todo, results):
                 rec.update(key=key, settings=settings, experiment=cfg.name, **prov)
+                if retries:
+                    rec["batch_retries"] = retries
                 if self.mesh.process_index == 0:
                     outcomes.write(cfg.out, key, arr)  # before the record: a stored record always has its outcomes
                     self.store.append(rec)
-                    PartialCell(cfg.out, key, batch, len(ds)).clear()
+                    PartialCell(cfg.out, key, rec["batch_size"], len(ds)).clear()
                 l2 = rec.get("budget") == "l2_bound"
                 label = (lambda e: f"L2 {e:.4g}") if l2 else (lambda e: f"{e * 255:g}/255")
                 acc = ", ".join(f"{label(e)}: {a:.3f}" for e, a in zip(rec["eps"], rec["accuracy"]))
@@ -359,24 +369,39 @@ class Runner:
         }
         if cell.threat == "eot":
             s["eot_samples"] = int(cfg.eot_samples)
+        s.update(_precision.settings(cfg.get("precision", _precision.DEFAULT)))  # issue 17 hook
         return s
 
-    def _run_job(self, job: Job, f, ds, resize, batch: int, keys: list[str]) -> list[tuple[dict, dict]]:
+    def _run_job(self, job: Job, f, ds, resize, batch: int | None, keys: list[str]) -> list[tuple[dict, dict]]:
         """Run one job over the dataset, resuming after the batches stored under ``out/partial``;
-        per defense one (record without key/settings, outcome arrays) pair."""
+        per defense one (record without key/settings, outcome arrays) pair. ``batch`` None: the
+        largest batch that fits the device memory (:func:`robustjax.eval.batching.auto_batch`)."""
         cfg, mesh = self.cfg, self.mesh
+        self._batch = batch  # the batch in use, for run_with_retry (None until auto has chosen)
         eps_all = np.asarray(cfg.eps, np.float32)
         attacked = eps_all[eps_all > 0]
+        prec = cfg.get("precision", _precision.DEFAULT)
+        f = _precision.classifier(f, prec)
+        defenses = [self.comp.get_defense(d) for d in job.defenses]
+        D = len(defenses)
+        compiled, choice, compile_s = None, None, 0.0
+        if batch is None:
+            t0 = time.perf_counter()
+            batch, compiled, choice = _batching.auto_batch(
+                lambda b: self._compile(job, f, defenses, attacked, eps_all, resize, b, prec)[0], mesh.size, len(ds))
+            compile_s = time.perf_counter() - t0
+            self._batch = batch
         n, total = len(ds), rdata.num_batches(len(ds), batch)
         parts = [PartialCell(cfg.out, k, batch, n) for k in keys]
         start, loaded = resume_point(parts, total)
         if start:
             self.log(f"    resuming at batch {start + 1} of {total}: {start} batch(es) read from {parts[0].dir.parent}")
-        defenses = [self.comp.get_defense(d) for d in job.defenses]
-        D = len(defenses)
-        compile_s, run_s, first = 0.0, 0.0, None
+        run_s, first = 0.0, None
         if start < total:
-            compiled, params, args = self._compile(job, f, defenses, attacked, eps_all, resize, batch)
+            found, params, args = self._compile(job, f, defenses, attacked, eps_all, resize, batch, prec,
+                                                compiled=compiled)
+            compiled = found
+            compile_s += args.pop("compile_s")
             bar = _bar(n - start * batch, job.label) if self.progress else None
             writer = mesh.process_index == 0
             compile_s = args.pop("compile_s")
@@ -395,7 +420,9 @@ class Runner:
                     bar.update(count)
 
             try:
-                for bt in rdata.batches(ds, batch, resize, start=start, process_index=mesh.process_index, process_count=mesh.process_count):
+                images = _decode_cache(ds, resize)
+                for bt in rdata.batches(ds, batch, resize, start=start, process_index=mesh.process_index,
+                                        process_count=mesh.process_count, cache=images):
                     local = len(bt.y)
                     lo = bt.index * batch + mesh.process_index * local
                     rows = mesh.put(np.arange(lo, lo + local, dtype=np.int32), batch)
@@ -444,33 +471,39 @@ class Runner:
                 },
                 "budget": "l2_bound" if self.comp.minimum_norm(job.attack) else "linf",
                 "batch_size": batch,
+                **({"batch_auto": choice.describe()} if choice is not None else {}),
+                "precision": prec,
                 **mesh.describe(),
                 "host": platform.node(),
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             }, arr))
         return results
 
-    def _compile(self, job, f, defenses, attacked, eps_all, resize, batch):
+    def _compile(self, job, f, defenses, attacked, eps_all, resize, batch, prec, compiled=None):
+        """``(compiled, params, args)`` of the job's program at global ``batch`` in precision ``prec``
+        (``compiled`` given: reused, only the arguments are placed)."""
         cfg, mesh = self.cfg, self.mesh
-        program = build_program(f, defenses, self.comp.get_attack, job, len(attacked), int(cfg.eot_samples), clean=bool((eps_all == 0).any()),
-                                minimum_norm=bool(self.comp.minimum_norm(job.attack)))
         rep, dat = mesh.replicated, mesh.data
         params = _params(f)
         if params is not None:
             params = jax.device_put(params, rep)
-        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, dat, rep), out_shardings=(rep, rep, rep, rep, rep))
-        S = resize.size
-        spec = (
-            params,
-            jax.ShapeDtypeStruct((batch, S, S, 3), jnp.float32, sharding=dat),
-            jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
-            jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=dat),
-            jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep),
-            jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
-            jax.ShapeDtypeStruct(attacked.shape, jnp.float32, sharding=rep),
-        )
         t0 = time.perf_counter()
-        compiled = jitted.lower(*spec).compile()
+        if compiled is None:
+            program = build_program(f, defenses, self.comp.get_attack, job, len(attacked), int(cfg.eot_samples),
+                                    clean=bool((eps_all == 0).any()), minimum_norm=bool(self.comp.minimum_norm(job.attack)))
+            program = _precision.program(program, prec)
+            jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, dat, rep), out_shardings=(rep, rep, rep, rep, rep))
+            S = resize.size
+            spec = (
+                params,
+                jax.ShapeDtypeStruct((batch, S, S, 3), jnp.float32, sharding=dat),
+                jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
+                jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=dat),
+                jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep),
+                jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dat),
+                jax.ShapeDtypeStruct(attacked.shape, jnp.float32, sharding=rep),
+            )
+            compiled = jitted.lower(*spec).compile()
         compile_s = time.perf_counter() - t0
         args = {"eps": jax.device_put(attacked, rep), "key": jax.device_put(jax.random.PRNGKey(int(cfg.seed)), rep), "compile_s": compile_s}
         return compiled, params, args
@@ -505,6 +538,13 @@ def _cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool, 
         norm = np.concatenate([b["norm"] for b in batches]).astype(np.float32)
         arr["norm"] = norm
     return arr
+
+
+def _decode_cache(ds, resize):
+    """Issue 17 hook: the grid-wide decoded-image cache of (ds, resize), or None when turned off."""
+    from robustjax.data import cache
+
+    return cache.decoded(ds, resize) if cache.enabled() else None
 
 
 def _with_state(f, state):

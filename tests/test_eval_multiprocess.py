@@ -1,0 +1,65 @@
+"""Multi-process on localhost: 2 jax.distributed processes x 2 CPU devices give the accuracies of 1 x 1
+and 1 x 4, write one store once, and a process that dies ends the other with a clear error."""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from robustjax.eval.distributed import ClusterError, LocalCluster
+from tests.test_eval_subprocess import GRID, SCRIPT, env, records, run
+
+pytestmark = pytest.mark.slow  # 4 subprocess grids, about 3 minutes on 2 cores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cluster(tmp_path, out, name, extra=()):
+    e = env()
+    e.pop("ROBUSTJAX_IMAGE_CACHE_MB", None)
+    return LocalCluster([sys.executable, str(SCRIPT), *GRID, "--out", str(out), *extra], processes=2, devices=2,
+                        logdir=tmp_path / f"logs-{name}", env=e, heartbeat_s=10).start()
+
+
+def test_two_processes_match_one_process_and_write_the_store_once(tmp_path):
+    run(tmp_path / "one")
+    run(tmp_path / "four", devices=4)
+    c = cluster(tmp_path, tmp_path / "two", "ok")
+    assert c.wait(timeout_s=400) == [0, 0]
+    one, four, two = (records(tmp_path / d) for d in ("one", "four", "two"))
+    assert {(r["processes"], r["devices"]) for r in two} == {(2, 4)}
+    assert {(r["processes"], r["devices"]) for r in four} == {(1, 4)}
+    keys = [r["key"] for r in two]
+    assert len(keys) == len(set(keys)) == 8  # written once: process 1 appends nothing
+    acc = {r["key"]: r["correct"] for r in two}
+    assert acc == {r["key"]: r["correct"] for r in one} == {r["key"]: r["correct"] for r in four}
+    assert len({tuple(v) for v in acc.values()}) > 2  # the attacks changed counts: not vacuous
+    assert "accuracy" in c.log(0) and "accuracy" in c.log(1)  # both processes ran every cell
+
+
+def test_a_dead_process_ends_the_other_with_a_clear_error(tmp_path):
+    out = tmp_path / "out"
+    c = cluster(tmp_path, out, "die")
+    store = out / "results.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and all(p.poll() is None for p in c.procs):
+        if store.exists() and store.read_bytes().count(b"\n") >= 1:
+            break
+        time.sleep(0.05)
+    assert store.exists(), c.log(0)
+    os.kill(c.procs[1].pid, signal.SIGKILL)  # process 1 dies mid-grid
+    killed = time.time()
+    with pytest.raises(ClusterError, match="process 1 of 2 failed") as err:
+        c.wait(timeout_s=120, grace_s=60)
+    # process 0 noticed on its own (the heartbeat, 10 s), not because the launcher ended it
+    assert err.value.returncodes[1] == -signal.SIGKILL
+    assert err.value.returncodes[0] not in (0, None, -signal.SIGTERM, -signal.SIGKILL)
+    assert time.time() - killed < 60
+    assert "another task died" in err.value.logs[0] or "unhealthy" in err.value.logs[0], err.value.logs[0][-2000:]
+    assert all(p.poll() is not None for p in c.procs)
+    lines = store.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and all(json.loads(x)["processes"] == 2 for x in lines[:-1])  # no torn record
