@@ -64,13 +64,13 @@ def test_device_memory_from_the_environment(monkeypatch):
 def oom_above(k):
     """Identity that fails at run time like an allocator when the batch exceeds ``k``."""
 
-    def cb(x):
-        if x.shape[0] > k:
+    def cb(x):  # x: (N, H, W, C), or (B, N, H, W, C) where the runner vmaps the defense over images
+        if int(np.prod(x.shape[:-3])) > k:
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate (injected)")
-        return np.zeros((), np.float32)
+        return np.zeros(x.shape[:-4], np.float32)
 
     return Defense(f"oom:{k}", lambda x, key=None: x + jax.pure_callback(cb, jax.ShapeDtypeStruct((), jnp.float32), x,
-                                                                             vmap_method="sequential"))
+                                                                             vmap_method="expand_dims"))
 
 
 def cfg(tmp_path, name, **kw):

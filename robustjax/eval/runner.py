@@ -404,7 +404,6 @@ class Runner:
             compile_s += args.pop("compile_s")
             bar = _bar(n - start * batch, job.label) if self.progress else None
             writer = mesh.process_index == 0
-            compile_s = args.pop("compile_s")
             pending = None
             t0 = time.perf_counter()
 
