@@ -74,3 +74,37 @@ def test_bad_input_fails_before_training(tmp_path, folder):
     T.train(cfg(tmp_path / "r", folder, epochs=1))
     with pytest.raises(ValueError, match="other settings"):
         T.train(cfg(tmp_path / "r", folder, epochs=1, lr=0.01))
+
+
+def test_vaccination_bad_input_fails_before_training(tmp_path):
+    from robustjax.train import vaccinate as V
+
+    for bad in ("100,0", "100,101", "90,abc", "90,90", ""):
+        with pytest.raises(ValueError, match="quality|qualit"):
+            V.vaccinate("cifar_resnet20", bad, str(tmp_path / "c"), 1)
+    with pytest.raises(FileNotFoundError, match="neither a converted checkpoint"):
+        V.vaccinate(str(tmp_path / "missing"), "100,90", str(tmp_path / "c"), 1)
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow  # ~1 min: a base and two chains of two links on the miniature set
+def test_vaccination_chain_resumes_mid_way(tmp_path, folder):
+    from robustjax.train import vaccinate as V
+
+    base = T.train(cfg(tmp_path / "base", folder, epochs=1))["final"]
+    common = dict(batch_size=8, progress=False)
+    full = V.vaccinate(base, "100,50", str(tmp_path / "full"), 2, common)
+    assert full["ran"] == [100, 50] and full["stopped"] is None
+    steps = 40 // 8
+    # killed one step into M50's second epoch
+    part = V.vaccinate(base, "100,50", str(tmp_path / "part"), 2, common, stop_after_steps=2 * steps + steps + 1)
+    assert part["stopped"] == 50 and part["losses"][50] == full["losses"][50][: steps + 1]
+    rest = V.vaccinate(base, "100,50", str(tmp_path / "part"), 2, common)
+    assert rest["ran"] == [50] and rest["start_epochs"][50] == 1
+    assert rest["losses"][50] == full["losses"][50][steps:]
+    m = json.loads((tmp_path / "part" / "q050" / "final" / "metadata.json").read_text())
+    assert m["quality"] == 50 and m["epochs"] == 2 and m["warm_start"].endswith("q100/final")
+    assert m["split"]["train_sha"] == json.loads((tmp_path / "base" / "final" / "metadata.json").read_text())["split"]["train_sha"]
+    assert 0 <= m["heldout_accuracy"] <= 1
+    with pytest.raises(ValueError, match="another chain"):
+        V.vaccinate(base, "100,40", str(tmp_path / "part"), 2, common)
