@@ -28,6 +28,7 @@ from robustjax.attacks.threat import attacker_view
 from robustjax.eval import config as C
 from robustjax.eval.components import Components, accepts_key, model_info
 from robustjax.eval.mesh import BatchMesh
+from robustjax.models import ensemble
 from robustjax.eval.store import Store, cell_key
 
 
@@ -84,7 +85,7 @@ def plan(cfg) -> list[Job]:
             if oblivious:
                 jobs.append(Job(m, name, hp, "oblivious", tuple(oblivious)))
             for d in defs:
-                if d == "none":
+                if d == "none" and not ensemble.is_spec(m):  # an ensemble's threat models differ even undefended
                     continue
                 for t in cfg.threats:
                     if t != "oblivious":
@@ -98,7 +99,7 @@ def validate(cfg, comp: Components) -> None:
     rdata.check_name(cfg.dataset)
     names = comp.model_names()
     if names is not None:
-        unknown = [m for m in cfg.models if m not in names]
+        unknown = [m for m in cfg.models if m not in names and not ensemble.is_spec(m)]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; valid: {', '.join(names)}")
     for spec in cfg.defenses:
