@@ -145,7 +145,9 @@ def _fingerprint(ids) -> str:
 
 def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_samples: int, clean: bool = True,
                   minimum_norm: bool = False):
-    """``program(params, x, y, mask, key, index, eps) -> (clean_correct[D], adv_correct[E, D])`` for one job.
+    """``program(params, x, y, mask, key, index, eps) -> (clean_correct[D], adv_correct[E, D], flipped[E, D])``
+    for one job; ``flipped`` counts the images right on the clean input and wrong on the adversarial
+    one (the numerator of Das et al. 2017's misclassification success rate, ``robustjax.eval.metrics``).
 
     ``params``: the classifier's parameter state (a ``robustjax.models.Classifier`` exposes
     ``graphdef``/``state``), passed as an argument so it is placed on the devices once per model
@@ -176,24 +178,28 @@ def build_program(f, defenses, get_attack, job: Job, n_attacked: int, eot_sample
         def correct(xs):
             return jnp.sum(ok(xs) & mask, axis=1, dtype=jnp.int32)
 
-        clean_count = correct(x) if clean else jnp.zeros((D,), jnp.int32)
+        clean_count = correct(x) if clean or n_attacked else jnp.zeros((D,), jnp.int32)
         if n_attacked == 0:
-            return clean_count, jnp.zeros((0, D), jnp.int32)
+            return clean_count, jnp.zeros((0, D), jnp.int32), jnp.zeros((0, D), jnp.int32)
+        clean_ok = ok(x)  # (D, B); XLA shares it with the clean count above
         view = attacker_view(job.threat, f, defenses[0], dkey, eot_samples)
         if minimum_norm:
             attack = get_attack(job.attack, **hp)
             x_adv = attack(view, x, y, key=akey) if accepts_key(attack) else attack(view, x, y)
             within = l2_norms(x_adv - x)[None, :] <= eps[:, None]  # (E, B)
-            broken_ok, clean_ok = ok(x_adv), ok(x)  # (D, B)
+            broken_ok = ok(x_adv)  # (D, B)
             counted = jnp.where(within[:, None, :], broken_ok[None], clean_ok[None])  # (E, D, B)
-            return clean_count, jnp.sum(counted & mask, axis=2, dtype=jnp.int32)
+            flipped = jnp.sum(clean_ok[None] & ~counted & mask, axis=2, dtype=jnp.int32)
+            return clean_count, jnp.sum(counted & mask, axis=2, dtype=jnp.int32), flipped
 
         def one(e):
             attack = get_attack(job.attack, eps=e, **hp)
             x_adv = attack(view, x, y, key=akey) if accepts_key(attack) else attack(view, x, y)
-            return correct(x_adv)
+            adv_ok = ok(x_adv)
+            return jnp.sum(adv_ok & mask, axis=1, dtype=jnp.int32), jnp.sum(clean_ok & ~adv_ok & mask, axis=1, dtype=jnp.int32)
 
-        return clean_count, jax.vmap(one)(eps)
+        adv, flipped = jax.vmap(one)(eps)
+        return clean_count, adv, flipped
 
     return program
 
@@ -304,7 +310,7 @@ class Runner:
         params = _params(f)
         if params is not None:
             params = jax.device_put(params, rep)
-        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, rep, rep), out_shardings=(rep, rep))
+        jitted = jax.jit(program, in_shardings=(rep, dat, dat, dat, rep, rep, rep), out_shardings=(rep, rep, rep))
         S = resize.size
         spec = (
             params,
@@ -321,7 +327,7 @@ class Runner:
         eps_dev = jax.device_put(attacked, rep)
         base = jax.device_put(jax.random.PRNGKey(int(cfg.seed)), rep)
         D = len(defenses)
-        clean_total, adv_total = np.zeros(D, np.int64), np.zeros((len(attacked), D), np.int64)
+        clean_total, adv_total = np.zeros(D, np.int64), np.zeros((2, len(attacked), D), np.int64)  # adv: (correct, flipped)
         bar = _bar(len(ds), job.label) if self.progress else None
         pending = None
         first = None  # (seconds, images) when the first batch's result was read
@@ -352,14 +358,17 @@ class Runner:
             first_s, per_image_s = run_s, run_s / n
         records = []
         for k in range(D):
-            it = iter(adv_total[:, k].tolist())
+            it, fl = iter(adv_total[0, :, k].tolist()), iter(adv_total[1, :, k].tolist())
             correct = [int(clean_total[k]) if e == 0 else int(next(it)) for e in eps_all]
+            flipped = [0 if e == 0 else int(next(fl)) for e in eps_all]
             records.append({
                 "n_images": n,
                 "eps": [float(e) for e in cfg.eps],
                 "eps_255": [round(float(e) * 255, 3) for e in cfg.eps],
                 "correct": correct,
                 "accuracy": [c / n for c in correct],
+                "clean_correct": int(clean_total[k]),
+                "flipped": flipped,  # clean-correct images the attack broke (misclassification success numerator)
                 "timing": {
                     "compile_s": round(compile_s, 3),
                     "run_s": round(run_s, 3),
@@ -389,9 +398,9 @@ def _params(f):
 
 
 def _collect(pending, clean_total, adv_total, bar):
-    (clean, adv), count = pending
+    (clean, adv, flipped), count = pending
     clean_total = clean_total + np.asarray(clean, np.int64)
-    adv_total = adv_total + np.asarray(adv, np.int64)
+    adv_total = adv_total + np.stack([np.asarray(adv, np.int64), np.asarray(flipped, np.int64)])
     if bar is not None:
         bar.update(count)
     return clean_total, adv_total
