@@ -17,14 +17,16 @@ from robustjax.data.dataset import ImageSet
 def split_indices(n: int, n_train: int, n_heldout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint sorted index arrays ``(train, heldout)`` of sizes ``n_train``, ``n_heldout`` drawn from
     ``range(n)`` by numpy PCG64 ``default_rng(seed).permutation(n)``: train = its first ``n_train``
-    entries, held-out = the next ``n_heldout``. Raises ValueError when the sizes do not fit."""
+    entries, held-out = its last ``n_heldout`` (so the held-out images do not depend on ``n_train``:
+    a model fine-tuned on fewer training images is scored on the same held-out set). Raises
+    ValueError when the sizes do not fit."""
     for name, v in (("n_train", n_train), ("n_heldout", n_heldout)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if n_train + n_heldout > n:
         raise ValueError(f"split of {n_train} train + {n_heldout} held-out images does not fit in {n} images")
     perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_heldout])
+    return np.sort(perm[:n_train]), np.sort(perm[n - n_heldout :])
 
 
 def fingerprint(ids) -> str:
