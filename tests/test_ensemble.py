@@ -69,3 +69,36 @@ def test_bad_ensembles_are_clear_errors():
         ensemble.Ensemble([member(1)], [90]).attacker_model("oblivious")
     with pytest.raises(FileNotFoundError, match="not a vaccination folder"):
         ensemble.load_spec("ensemble:/nonexistent")
+
+
+def fake_chain(root, qualities=(90, 40)):
+    """A vaccination folder of random small CNNs (chain.json + q<QQQ>/final), base = the first."""
+    import json
+
+    from robustjax import checkpoints
+
+    meta = {"family": "small_cnn", "config": {"variant": "cifar10"}, "preprocessing": dict(small_cnn.PREPROCESSING),
+            "model": "small_cnn_cifar10"}
+    base = checkpoints.save(small_cnn.create(rngs=nnx.Rngs(0)), {**meta, "quality": None}, root / "M")
+    for k, q in enumerate(qualities, 1):
+        checkpoints.save(small_cnn.create(rngs=nnx.Rngs(k)), {**meta, "quality": q}, root / "chain" / f"q{q:03d}" / "final")
+    (root / "chain" / "chain.json").write_text(json.dumps({"base": str(base), "model": "small_cnn_cifar10", "qualities": list(qualities)}))
+    return root / "chain"
+
+
+@pytest.mark.slow  # ~2 min: three compiled runner programs through a six-member ensemble
+def test_ensemble_spec_in_the_eval_runner(tmp_path):
+    from robustjax.eval import config as C
+    from robustjax.eval.components import default
+    from robustjax.eval.runner import Runner
+
+    chain = fake_chain(tmp_path)
+    c = C.quickstart()
+    c.update(dict(dataset="foolbox_cifar10", n=4, models=[f"ensemble:{chain}"], defenses=["none"], attacks=["fgsm"],
+                  eps=[0.0, 8 / 255], threats=["oblivious", "through", "bpda"], batch_size=4, out=str(tmp_path / "out")))
+    recs = Runner(c, default(), progress=False).run()
+    assert [r["settings"]["threat"] for r in recs] == ["oblivious", "through", "bpda"]
+    ens = ensemble.from_chain(chain)
+    assert ens.votes_per_image == 4 and ens.base is not None
+    assert len({r["correct"][0] for r in recs}) == 1  # the same clean votes under every threat model
+    assert all(0 <= r["flipped"][1] <= r["clean_correct"] for r in recs)
