@@ -154,11 +154,12 @@ def table1(root: Path, base: str, n: int) -> str:
     recs = run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=["fgsm"], eps=[0.0, FGSM_EPS], **common)
     recs += run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=[dict(DEEPFOOL)], eps=[0.0, UNBOUNDED], **common)
     wall = time.perf_counter() - t0
+    votes = len(json.loads((p["chain"] / "chain.json").read_text())["qualities"]) ** 2
     rows = []
     label = {"oblivious": "paper (made on M)", "through": "adaptive: through (cubic JPEG)", "bpda": "adaptive: BPDA"}
     for r in recs:
         s = r["settings"]
-        who = "M" if s["model"] == "M" else "ensemble (81 votes)"
+        who = "M" if s["model"] == "M" else f"ensemble ({votes} votes)"
         threat = "attacked directly" if s["model"] == "M" else label[s["threat"]]
         k0, k1 = r["correct"][0], r["correct"][1]
         lo, hi = wilson(k1, r["n_images"])
