@@ -46,7 +46,7 @@ def test_bad_slq_specs_and_missing_key():
         slq.slq(images(1), None)
 
 
-@pytest.mark.slow  # ~1-2 min: PGD under EOT with 1, 4 and 16 SLQ draws
+@pytest.mark.slow  # minutes on the shared cores: PGD under EOT with 1 and 8 SLQ draws
 def test_eot_accuracy_falls_as_draws_grow():
     from robustjax import attacks as A
     from tests.test_attacks_unit import _classifier
@@ -56,9 +56,8 @@ def test_eot_accuracy_falls_as_draws_grow():
     d = get("jpeg:slq:qualities=10/30/50/90:block=8")
     y = jnp.argmax(f(d(x, jax.random.key(0))), axis=1)
     accs = []
-    for k in (1, 4, 16):
-        a = [A.robust_accuracy(f, x, y, "pgd", [4 / 255], defense=d, threat="eot", eot_samples=k, key=jax.random.key(s), steps=5)[0]
+    for k in (1, 8):
+        a = [A.robust_accuracy(f, x, y, "pgd", [4 / 255], defense=d, threat="eot", eot_samples=k, key=jax.random.key(s), steps=3)[0]
              for s in range(2)]
         accs.append(float(np.mean(a)))
-    assert accs[0] > accs[2], accs
-    assert accs[1] >= accs[2] - 2 / 32, accs
+    assert accs[0] > accs[1], accs

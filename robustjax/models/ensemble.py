@@ -2,8 +2,11 @@
 
 With the nine vaccinated models M100..M20 and the qualities 100..20 that is 81 votes; the label with
 the most votes wins. The whole ensemble is one compiled program: the members' parameters are
-stacked on a leading axis and ``vmap``-ed, the Q JPEGs (libjpeg-exact, ``rounding="exact"``) are
-computed once per batch as one call over ``Q * N`` images, and every member reads all of them.
+stacked on a leading axis and mapped over (``lax.map``: one traced member body, run per member),
+the Q JPEGs (libjpeg-exact, ``rounding="exact"``) are computed once per batch as one call over
+``Q * N`` images, and every member reads all of them. ``lax.map`` rather than ``vmap``: a vmap over
+convolution kernels becomes one grouped convolution, which XLA:CPU runs about 8x slower than the
+members one after the other (experiments/README.md, Das et al. 2017 section).
 
 :class:`Ensemble` behaves like a :class:`robustjax.models.Classifier` for the evaluation runner
 (``input_size``, ``num_classes``, ``preprocessing``, ``graphdef``/``state``): ``ens(x)`` returns the
@@ -36,7 +39,7 @@ from robustjax.checks import check_images
 from robustjax.defenses.jpeg import jpeg
 
 PREFIX = "ensemble:"
-TRACES = {"members": 0}  # how often the vmapped member body was traced (tests: once per shape)
+TRACES = {"members": 0}  # how often the mapped member body was traced (tests: once per shape)
 
 
 def is_spec(name) -> bool:
@@ -108,7 +111,7 @@ class Ensemble:
             TRACES["members"] += 1
             return nnx.merge(graphdef, state)(xq)
 
-        logits = jax.vmap(one)(self.state["members"])  # (M, Q*N, K)
+        logits = jax.lax.map(one, self.state["members"])  # (M, Q*N, K); see the module docstring
         return logits.reshape(self.n_members, len(self.qualities), x.shape[0], -1)
 
     def votes(self, x):
