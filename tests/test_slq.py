@@ -57,7 +57,7 @@ def test_eot_accuracy_falls_as_draws_grow():
     y = jnp.argmax(f(d(x, jax.random.key(0))), axis=1)
     accs = []
     for k in (1, 8):
-        a = [A.robust_accuracy(f, x, y, "pgd", [4 / 255], defense=d, threat="eot", eot_samples=k, key=jax.random.key(s), steps=3)[0]
+        a = [A.robust_accuracy(f, x, y, "pgd", [16 / 255], defense=d, threat="eot", eot_samples=k, key=jax.random.key(s), steps=5)[0]
              for s in range(2)]
         accs.append(float(np.mean(a)))
     assert accs[0] > accs[1], accs
