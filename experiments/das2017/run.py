@@ -146,13 +146,20 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- Table 1
 
 
-def table1(root: Path, base: str, n: int) -> str:
+def table1(root: Path, base: str, n: int, run: bool = True) -> str:
+    """Run (``run``) or only render from the results store the Table 1 cells."""
+    from robustjax.eval.report import latest
+    from robustjax.eval.store import Store
+
     p = paths(root, base)
     ens = f"ensemble:{p['chain']}"
     common = dict(models=["M", ens], defenses=["none"], threats=["oblivious", "through", "bpda"], n=n)
     t0 = time.perf_counter()
-    recs = run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=["fgsm"], eps=[0.0, FGSM_EPS], **common)
-    recs += run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=[dict(DEEPFOOL)], eps=[0.0, UNBOUNDED], **common)
+    if run:
+        recs = run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=["fgsm"], eps=[0.0, FGSM_EPS], **common)
+        recs += run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=[dict(DEEPFOOL)], eps=[0.0, UNBOUNDED], **common)
+    else:
+        recs = latest(Store(p["table1"]).records())
     wall = time.perf_counter() - t0
     votes = len(json.loads((p["chain"] / "chain.json").read_text())["qualities"]) ** 2
     rows = []
@@ -324,7 +331,7 @@ def slq_row(root: Path, base: str, n: int, model: str = "M40") -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", choices=sorted(BASES), required=True)
-    ap.add_argument("--stage", choices=["train", "table1", "figures", "timing", "slq"], required=True)
+    ap.add_argument("--stage", choices=["train", "table1", "table1-report", "figures", "timing", "slq"], required=True)
     ap.add_argument("--n", type=int, default=200, help="held-out images (seeded subset)")
     ap.add_argument("--root", default=str(ROOT / "results" / "das2017"))
     a = ap.parse_args(argv)
@@ -333,7 +340,7 @@ def main(argv=None) -> int:
     if a.stage == "train":
         train(root, a.base)
     else:
-        fn = {"table1": table1, "figures": figures, "timing": lambda r, b, n: timing(r, b), "slq": slq_row}[a.stage]
+        fn = {"table1": table1, "table1-report": lambda r, b, n: table1(r, b, n, run=False), "figures": figures, "timing": lambda r, b, n: timing(r, b), "slq": slq_row}[a.stage]
         print(fn(root, a.base, a.n))
     print(f"[{a.stage} {a.base}: {time.perf_counter() - t0:.0f} s]", flush=True)
     return 0
