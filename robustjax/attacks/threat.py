@@ -11,6 +11,10 @@ Given a classifier ``f`` and a defense ``d`` (``d(x, key)``), the *evaluated* mo
   al. 2018): gradient attacks step along the mean of the per-draw loss gradients (as torchattacks'
   EOTPGD), and attacks that read logits (CW, DeepFool) see the mean logits. For a deterministic
   defense this is ``through``.
+
+A model with an ``attacker_model(threat)`` method (``robustjax.models.ensemble.Ensemble``) is
+replaced, in the attacker's view only, by the function that method returns (the evaluated model
+stays ``f(d(x))``).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ def attacker_view(threat: str, f, defense=None, key=None, eot_samples: int = 8) 
     if threat not in THREATS:
         raise ValueError(f"unknown threat model {threat!r}; valid: {', '.join(THREATS)}")
     classes = getattr(f, "num_classes", None)
+    if hasattr(f, "attacker_model"):  # a model whose attack surface depends on the threat (the Das et al. 2017 ensemble)
+        f = f.attacker_model(threat)
     if threat == "oblivious" or defense is None:
         return View(f, classes, "oblivious" if defense is None else f"{threat}(none)")
     randomised = bool(getattr(defense, "randomised", False))

@@ -21,6 +21,7 @@ def _run_parser() -> argparse.ArgumentParser:
     C.add_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not render the report after the run")
+    p.add_argument("--msr", action="store_true", help="report the misclassification success rate too (Das et al. 2017)")
     return p
 
 
@@ -28,6 +29,7 @@ def _report_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m robustjax.eval report", description="Render OUT/results.jsonl as markdown + CSV tables and plots.")
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--msr", action="store_true", help="add the misclassification success rate table (Das et al. 2017)")
     return p
 
 
@@ -57,7 +59,7 @@ def main(argv=None, components=None) -> int:
         args = _report_parser().parse_args(argv[1:])
         from robustjax.eval.report import render
 
-        print(render(args.out, plots=not args.no_plots))
+        print(render(args.out, plots=not args.no_plots, msr=args.msr))
         return 0
     if argv[:1] == ["list"]:
         print(list_names(components))
@@ -112,7 +114,7 @@ def main(argv=None, components=None) -> int:
         print(summary_table(records))
         if not args.no_report:
             try:
-                render(cfg.out)
+                render(cfg.out, msr=args.msr)
                 print(f"\nreport: {runner.store.dir / 'report.md'}")
             except Exception as e:  # the results are safe; a plotting problem must not hide them
                 print(f"warning: report not rendered ({type(e).__name__}: {e})", file=sys.stderr)

@@ -125,6 +125,18 @@ def grid_table(records: list[dict], fmt: str = "{:.3f}") -> tuple[list[str], lis
     return header, rows
 
 
+def msr_records(records: list[dict]) -> list[dict]:
+    """Copies of ``records`` whose ``accuracy`` is Das et al. 2017's misclassification success rate
+    (``flipped / clean_correct`` per attacked budget; records without the counts are left out)."""
+    out = []
+    for r in records:
+        if "flipped" not in r or not r.get("clean_correct"):
+            continue
+        pairs = [(e, f / r["clean_correct"]) for e, f in zip(r["eps"], r["flipped"]) if e > 0 or r.get("budget") == "l2_bound"]
+        out.append({**r, "eps": [e for e, _ in pairs], "accuracy": [m for _, m in pairs]})
+    return [r for r in out if r["eps"]]
+
+
 def sequential_groups(records: list[dict]) -> dict:
     """(dataset, model, attack, base defense) -> {N: [records]} for seq:N:X defenses (X alone = N=1)."""
     bases = defaultdict(dict)
@@ -248,8 +260,9 @@ def plot_sequential(group: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def render(out: str | Path, plots: bool = True) -> str:
-    """Write ``report.md``, ``*.csv`` and ``plots/*.png`` into ``out``; return the markdown."""
+def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
+    """Write ``report.md``, ``*.csv`` and ``plots/*.png`` into ``out``; return the markdown. ``msr``: add
+    a misclassification-success-rate table per dataset (Das et al. 2017; :func:`msr_records`)."""
     out = Path(out)
     records = latest(Store(out).records())
     if not records:
@@ -285,6 +298,11 @@ def render(out: str | Path, plots: bool = True) -> str:
             (out / f"table_{_slug(ds)}{'_l2' if budget == 'l2_bound' else ''}.csv").write_text(_csv(header, body))
         mine = [g for g in groups if any((r.get("experiment") or "") == exp and r["settings"]["dataset"] == dataset for r in g.records)]
         md += worst_sections(mine) + checks.section(mine, out)
+        if msr and msr_records(recs):
+            header, body = grid_table(msr_records(recs))
+            md += ["Misclassification success rate (Das et al. 2017): share of the images the defended model got right "
+                   "on the clean input whose label the attack flipped.", "", _md(header, _blank_repeats(body, 4)), ""]
+            (out / f"msr_{_slug(ds)}.csv").write_text(_csv(header, body))
         md += [f"Per-image time over all eps of a cell: median {pis[len(pis) // 2]:.3f} s "
                f"(min {pis[0]:.3f}, max {pis[-1]:.3f}) on {recs[0].get('devices')} {recs[0].get('platform')} device(s).", ""]
         for k, group in sequential_groups(recs).items():

@@ -34,6 +34,7 @@ from robustjax.eval.components import Components, accepts_key, model_info
 from robustjax.eval.mesh import BatchMesh
 from robustjax.eval.partial import PartialCell, resume_point
 from robustjax.eval.store import FORMAT, RunLock, Store, cell_key
+from robustjax.models import ensemble
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,7 @@ def plan(cfg) -> list[Job]:
             if oblivious:
                 jobs.append(Job(m, name, hp, "oblivious", tuple(oblivious)))
             for d in defs:
-                if d == "none":
+                if d == "none" and not ensemble.is_spec(m):  # an ensemble's threat models differ even undefended
                     continue
                 for t in cfg.threats:
                     if t != "oblivious":
@@ -106,7 +107,7 @@ def validate(cfg, comp: Components) -> None:
     rdata.check_name(cfg.dataset)
     names = comp.model_names()
     if names is not None:
-        unknown = [m for m in cfg.models if m not in names]
+        unknown = [m for m in cfg.models if m not in names and not ensemble.is_spec(m)]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; valid: {', '.join(names)}")
     for spec in cfg.defenses:
@@ -451,7 +452,10 @@ class Runner:
         for k in range(D):
             arr = _cell_arrays(loaded[k], np.asarray(cfg.eps, np.float64), labels, ds.ids, bool(self.comp.minimum_norm(job.attack)),
                                grad=job.threat in ("through", "eot"))
-            correct = [int(c) for c in (arr["pred"] == labels[None, :]).sum(axis=1)]
+            right = arr["pred"] == labels[None, :]  # (E, N)
+            clean_right = arr["clean_pred"] == labels
+            correct = [int(c) for c in right.sum(axis=1)]
+            flipped = [int(c) for c in (clean_right[None, :] & ~right).sum(axis=1)]
             results.append(({
                 "format": FORMAT,
                 "n_images": n,
@@ -459,6 +463,8 @@ class Runner:
                 "eps_255": [round(float(e) * 255, 3) for e in cfg.eps],
                 "correct": correct,
                 "accuracy": [c / n for c in correct],
+                "clean_correct": int(clean_right.sum()),
+                "flipped": flipped,  # clean-correct images the attack broke (misclassification success numerator)
                 "timing": {
                     "compile_s": round(compile_s, 3),
                     "run_s": round(run_s, 3),

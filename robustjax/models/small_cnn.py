@@ -8,6 +8,10 @@ The paper leaves padding unstated; convolutions and pooling here use "SAME" padd
 published weights: the model is for training (``robustjax.train``) and for attacks on models
 users bring. ``RULES`` read a PyTorch state dict with modules ``conv1..conv{4,6}``, ``fc1``, ``fc2``
 (``fc1`` over the NCHW flattening, permuted here to NHWC). Input is used in [0, 1] as is.
+
+Dropout: the paper trains "with dropout regularization" without rates; :data:`DROPOUT` uses those
+of the Keras CIFAR-10 example whose layout the paper's network repeats (0.25 after each pooling,
+0.5 after FC 512). It is active only when ``__call__`` gets a ``dropout_key`` (training).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -25,6 +30,7 @@ VARIANTS = {
     "cifar10": {"widths": (32, 64), "pool": 3, "input_size": 32, "num_classes": 10},
     "gtsrb": {"widths": (32, 64, 128), "pool": 2, "input_size": 48, "num_classes": 43},
 }
+DROPOUT = (0.25, 0.5)  # after each pooling, after fc1
 PREPROCESSING = {"resize": None, "crop": None, "scale": "none ([0, 1] input)"}
 
 
@@ -44,12 +50,21 @@ class SmallCNN(nnx.Module):
         self.fc1 = nnx.Linear(side * side * cin, 512, rngs=rngs)
         self.fc2 = nnx.Linear(512, cfg["num_classes"], rngs=rngs)
 
-    def __call__(self, x):
+    def __call__(self, x, dropout_key=None):
+        """Logits of ``(N, S, S, 3)`` images in [0, 1]; ``dropout_key`` (training only) turns dropout on."""
+        keys = None if dropout_key is None else list(jax.random.split(dropout_key, len(self.convs) // 2 + 1))
         for i in range(0, len(self.convs), 2):
             x = jax.nn.relu(self.convs[i + 1](jax.nn.relu(self.convs[i](x))))
             x = layers.max_pool(x, (self.pool, self.pool), (2, 2), "SAME")
+            x = x if keys is None else _dropout(x, DROPOUT[0], keys.pop())
         x = jax.nn.relu(self.fc1(x.reshape(x.shape[0], -1)))
+        x = x if keys is None else _dropout(x, DROPOUT[1], keys.pop())
         return self.fc2(x)
+
+
+def _dropout(x, rate: float, key):
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 def create(variant: str = "cifar10", rngs: nnx.Rngs | None = None, **_) -> SmallCNN:

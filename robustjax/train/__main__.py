@@ -1,10 +1,11 @@
-"""python -m robustjax.train TASK [options]; TASK: comdefend."""
+"""python -m robustjax.train TASK [options]; TASK: comdefend, classifier, vaccinate."""
 
 from __future__ import annotations
 
 import sys
 
-TASKS = {"comdefend": "robustjax.train.comdefend"}
+TASKS = {"comdefend": "robustjax.train.comdefend", "classifier": "robustjax.train.classifier",
+         "vaccinate": "robustjax.train.vaccinate"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -331,8 +331,17 @@ def jpeg(x: jax.Array, quality, *, rounding: str = "cubic", chroma: str = "420",
     return out.astype(x.dtype)
 
 
-@register("jpeg", usage="jpeg:Q[:rounding=cubic|ste|exact][:chroma=420|444][:mode=libjpeg|kornia]")
-def _jpeg_defense(quality: str, rounding: str = "cubic", chroma: str = "420", mode: str = "libjpeg") -> Defense:
+@register("jpeg", usage="jpeg:Q[:rounding=cubic|ste|exact][:chroma=420|444][:mode=libjpeg|kornia] | "
+                        "jpeg:slq[:qualities=20/40/60/80][:block=8|16][:rounding=...] (SLQ, randomised; Das et al. 2018)")
+def _jpeg_defense(quality: str, rounding: str = "cubic", chroma: str = "420", mode: str = "libjpeg", **slq_options) -> Defense:
+    if quality == "slq":
+        from robustjax.defenses.jpeg import slq
+
+        if chroma != "420" or mode != "libjpeg":
+            raise ValueError("SLQ uses the libjpeg mode with 4:2:0 chroma")
+        return slq.defense(rounding=rounding, **slq_options)
+    if slq_options:
+        raise ValueError(f"unknown JPEG options {sorted(slq_options)} (qualities/block belong to jpeg:slq)")
     try:
         q = float(quality)
     except ValueError:
