@@ -111,7 +111,7 @@ def main(argv=None, components=None) -> int:
         from robustjax.eval.report import render, summary_table
 
         print(f"\n{cfg.name}: {cfg.dataset}, {records[0]['n_images'] if records else 0} images, results in {runner.store.path}\n")
-        print(summary_table(records))
+        print(summary_table(records, runner.store.dir))
         if not args.no_report:
             try:
                 render(cfg.out, msr=args.msr)

@@ -358,9 +358,12 @@ def worst_sections(groups: list) -> list[str]:
     return md
 
 
-def summary_table(records: list[dict]) -> str:
-    """The grid table(s) of ``records`` as markdown (printed at the end of a run)."""
+def summary_table(records: list[dict], out=None) -> str:
+    """The grid table(s) of ``records`` as markdown (printed at the end of a run), with the
+    per-image worst-case rows when ``out`` (the store directory holding the outcome files) is given."""
     records = latest(records)
+    if out is not None:
+        records = records + W.records(W.groups(records, out))
     parts = []
     for budget in _order(r.get("budget", "linf") for r in records):
         header, body = grid_table([r for r in records if r.get("budget", "linf") == budget])
