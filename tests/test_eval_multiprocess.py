@@ -1,5 +1,5 @@
-"""Multi-process on localhost: 2 jax.distributed processes x 2 CPU devices give the accuracies of 1 x 1
-and 1 x 4, write one store once, and a process that dies ends the other with a clear error."""
+"""Multi-process on localhost: 2 jax.distributed processes x 2 CPU devices give the accuracies and
+per-image outcomes of 1 x 1 and 1 x 4, write one store once, and a process that dies ends the other with a clear error."""
 
 import json
 import os
@@ -38,6 +38,8 @@ def test_two_processes_match_one_process_and_write_the_store_once(tmp_path):
     acc = {r["key"]: r["correct"] for r in two}
     assert acc == {r["key"]: r["correct"] for r in one} == {r["key"]: r["correct"] for r in four}
     assert len({tuple(v) for v in acc.values()}) > 2  # the attacks changed counts: not vacuous
+    for k in keys:  # per-image outcomes too: randomness is per image, whatever the process layout
+        assert (tmp_path / "two" / "outcomes" / f"{k}.npz").read_bytes() == (tmp_path / "one" / "outcomes" / f"{k}.npz").read_bytes()
     assert "accuracy" in c.log(0) and "accuracy" in c.log(1)  # both processes ran every cell
 
 
