@@ -270,10 +270,12 @@ class Runner:
     def run(self) -> list[dict]:
         """Run every unfinished cell; returns this experiment's records (old and new).
 
-        Holds ``out/results.lock`` for the whole run (a second run on the same ``out`` raises
+        Process 0 holds ``out/results.lock`` for the whole run (a second run on the same ``out`` raises
         :class:`robustjax.eval.store.StoreError`); refuses a store of another format."""
         validate(self.cfg, self.comp)
         self.store.check_format()
+        if self.mesh.process_index != 0:  # one run of several processes: process 0 holds the lock and writes
+            return self._run()
         with RunLock(self.cfg.out):
             return self._run()
 
