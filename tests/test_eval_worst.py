@@ -83,6 +83,10 @@ def test_wilson_and_mcnemar_known_values():
     lo, hi = stats.wilson(8, 10)  # textbook: 0.490, 0.943
     assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
     assert stats.wilson(0, 20)[0] == 0.0 and stats.wilson(20, 20)[1] == 1.0
+    for n in range(1, 400):  # the interval always holds the point estimate (plots draw it as error bars)
+        for k in (0, 1, n // 2, n - 1, n):
+            lo, hi = stats.wilson(k, n)
+            assert lo <= k / n <= hi, (k, n)
     assert stats.mcnemar(0, 0) == 1.0
     assert stats.mcnemar(0, 6) == pytest.approx(2 / 64)  # two-sided exact: 2 * 0.5**6
     assert stats.mcnemar(3, 3) == 1.0
