@@ -283,7 +283,7 @@ class Runner:
         cfg = self.cfg
         jobs = plan(cfg)
         prov = provenance()
-        auto = cfg.batch_size == "auto"  # issue 17: chosen per cell from the device memory (batching.py)
+        auto = cfg.batch_size == "auto"  # chosen per cell from the device memory (batching.py)
         batch = None if auto else self.mesh.global_batch(int(cfg.batch_size))
         if not auto and batch != cfg.batch_size:
             self.log(f"batch size {cfg.batch_size} -> {batch} (a multiple of the {self.mesh.size} devices)")
@@ -372,7 +372,7 @@ class Runner:
         }
         if cell.threat == "eot":
             s["eot_samples"] = int(cfg.eot_samples)
-        s.update(_precision.settings(cfg.get("precision", _precision.DEFAULT)))  # issue 17 hook
+        s.update(_precision.settings(cfg.get("precision", _precision.DEFAULT)))  # non-default precisions enter the cell key
         return s
 
     def _run_job(self, job: Job, f, ds, resize, batch: int | None, keys: list[str]) -> list[tuple[dict, dict]]:
@@ -548,7 +548,7 @@ def _cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool, 
 
 
 def _decode_cache(ds, resize):
-    """Issue 17 hook: the grid-wide decoded-image cache of (ds, resize), or None when turned off."""
+    """The grid-wide decoded-image cache of (ds, resize), or None when turned off."""
     from robustjax.data import cache
 
     return cache.decoded(ds, resize) if cache.enabled() else None
