@@ -174,7 +174,7 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
     The record adds ``suite``: per member its label, and per budget the images it attacked, broke,
     and the model passes it spent (batches x batch size x iterations run: forward+backward for
     gradient members)."""
-    from robustjax.eval.runner import _cell_arrays, _params
+    from robustjax.eval.runner import _cell_arrays, _decode_cache, _params
 
     from robustjax.eval import precision as _precision
 
@@ -184,7 +184,9 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
     defense = comp.get_defense(job.defenses[0])
     ms = members(dict(job.hparams), comp, defense)
     n = len(ds)
-    X = np.stack([resize(ds.read(i)) for i in range(n)]).astype(np.float32) / 255.0
+    images = _decode_cache(ds, resize)  # the grid's decoded images: the suite decodes nothing again
+    read = images.get if images is not None else (lambda i: resize(ds.read(i)))
+    X = np.stack([read(i) for i in range(n)]).astype(np.float32) / 255.0
     Y = np.asarray(ds.labels, np.int32)
     params = _params(f)
     key = jax.random.PRNGKey(int(cfg.seed))
