@@ -19,6 +19,8 @@ backward pass XLA:CPU runs faster than ``nnx.max_pool``'s.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -155,3 +157,69 @@ def max_pool(x, window: tuple[int, int], strides: tuple[int, int], padding: str 
 
     pool.defvjp(pool_fwd, pool_bwd)
     return pool(x)
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Depthwise convolution with TensorFlow "SAME" padding, as a sum of k*k shifted products.
+
+    x: ``(N, H, W, C)``; kernel: ``(k, k, 1, C)`` (flax's grouped layout); returns
+    ``(N, ceil(H/stride), ceil(W/stride), C)``, the value of ``nnx.Conv`` with
+    ``feature_group_count=C``. XLA:CPU's grouped convolution, and above all its gradients, runs
+    several times slower than these fused products. The backward pass is written out too: JAX's own
+    transpose of the shifted products is a sum of k*k zero-padded arrays, which XLA fuses with a
+    recomputation of the forward pass into one slow loop over the input; here the incoming
+    cotangent is materialised once and the input gradient is again a sum of shifted products
+    (experiments/benchmarks/layers.py).
+    """
+    k = kernel.shape[0]
+    n, h, w, c = x.shape
+    oh, ow = -(-h // stride), -(-w // stride)
+    pad_h = max((oh - 1) * stride + k - h, 0)
+    pad_w = max((ow - 1) * stride + k - w, 0)
+    xp = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    return _depthwise_valid(xp, kernel, stride, oh, ow)
+
+
+def _taps(xp, kernel, stride, oh, ow):
+    """sum over (i, j) of kernel[i, j] * xp[:, i + stride*a, j + stride*b, :] for a < oh, b < ow."""
+    k = kernel.shape[0]
+    n, c = xp.shape[0], xp.shape[3]
+    out = None
+    for i in range(k):
+        for j in range(k):
+            tap = lax.slice(xp, (0, i, j, 0), (n, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
+                            (1, stride, stride, 1))
+            term = tap * kernel[i, j, 0]
+            out = term if out is None else out + term
+    return out
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise_valid(xp, kernel, stride, oh, ow):
+    return _taps(xp, kernel, stride, oh, ow)
+
+
+def _depthwise_fwd(xp, kernel, stride, oh, ow):
+    return _taps(xp, kernel, stride, oh, ow), (xp, kernel)
+
+
+def _depthwise_bwd(stride, oh, ow, residuals, g):
+    xp, kernel = residuals
+    k = kernel.shape[0]
+    # Materialised, so that XLA does not recompute g's producers (the forward pass) once per tap.
+    g = lax.optimization_barrier(g)
+    if stride > 1:  # zeros between the cotangent's entries: then a stride-1 correlation
+        g = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), (0, 0, stride - 1), (0, 0, stride - 1), (0, 0, 0)))
+        g = lax.optimization_barrier(g)
+    gh, gw = g.shape[1:3]
+    hp, wp = xp.shape[1:3]
+    # dxp[p] = sum_i g[p - i] kernel[i]: correlate the padded cotangent with the flipped kernel.
+    gp = jnp.pad(g, ((0, 0), (k - 1, hp - gh), (k - 1, wp - gw), (0, 0)))
+    dxp = _taps(gp, kernel[::-1, ::-1], 1, hp, wp)
+    n, c = xp.shape[0], xp.shape[3]
+    dkernel = [[jnp.sum(lax.slice(xp, (0, i, j, 0), (n, i + gh, j + gw, c)) * g, axis=(0, 1, 2)) for j in range(k)]
+               for i in range(k)]
+    return dxp, jnp.asarray(dkernel)[:, :, None, :].astype(kernel.dtype)
+
+
+_depthwise_valid.defvjp(_depthwise_fwd, _depthwise_bwd)

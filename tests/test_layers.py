@@ -134,3 +134,29 @@ def test_transposed_convolution_form_equals_lax():
     loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
     for a, b in zip(jax.grad(loss(ours), argnums=(0, 1))(x, w), jax.grad(loss(ref), argnums=(0, 1))(x, w)):
         np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.max(jnp.abs(b))), rtol=0)
+
+
+DEPTHWISE = [  # (x shape, kernel size, stride): odd and even sizes, both strides, EfficientNet-Lite0's kernels
+    ((2, 9, 9, 4), 3, 1), ((2, 9, 8, 4), 3, 2), ((1, 12, 11, 3), 5, 2), ((2, 7, 10, 2), 5, 1), ((1, 8, 8, 3), 3, 2),
+]
+
+
+@pytest.mark.parametrize("xs,k,stride", DEPTHWISE)
+def test_depthwise_conv_value_and_gradients_equal_lax_grouped_convolution(xs, k, stride):
+    rng = np.random.default_rng(1)
+    c = xs[-1]
+    x = jnp.asarray(rng.normal(size=xs), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, 1, c)), jnp.float32)
+    ref = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
+        x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+    y, y_ref = layers.depthwise_conv(x, w, stride), ref(x, w)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, atol=1e-5 * float(jnp.max(jnp.abs(y_ref))), rtol=0)
+    g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    # ReLU6 after the convolution, as in the model: the cotangent then depends on the forward value
+    loss = lambda f: lambda x, w: jnp.sum(jax.nn.relu6(f(x, w)) * g)  # noqa: E731
+    gx, gw = jax.grad(loss(lambda x, w: layers.depthwise_conv(x, w, stride)), argnums=(0, 1))(x, w)
+    gx_ref, gw_ref = jax.grad(loss(ref), argnums=(0, 1))(x, w)
+    # float32 sums in a different order: 1e-5 of the gradients' scale
+    np.testing.assert_allclose(gx, gx_ref, atol=1e-5 * float(jnp.max(jnp.abs(gx_ref))), rtol=0)
+    np.testing.assert_allclose(gw, gw_ref, atol=1e-5 * float(jnp.max(jnp.abs(gw_ref))), rtol=0)

@@ -23,30 +23,6 @@ STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
 
 
-def depthwise_conv_same(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Depthwise convolution, TensorFlow "SAME" padding, as a sum of k*k shifted products.
-
-    x: ``(N, H, W, C)``; kernel: ``(k, k, 1, C)`` (flax's grouped layout); returns
-    ``(N, ceil(H/stride), ceil(W/stride), C)``. Same value as ``nnx.Conv`` with
-    ``feature_group_count=C``; written out because XLA:CPU's grouped convolution (and above all its
-    input/weight gradients) is several times slower than these fused elementwise products.
-    """
-    k = kernel.shape[0]
-    n, h, w, c = x.shape
-    oh, ow = -(-h // stride), -(-w // stride)
-    pad_h = max((oh - 1) * stride + k - h, 0)
-    pad_w = max((ow - 1) * stride + k - w, 0)
-    xp = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
-    out = None
-    for i in range(k):
-        for j in range(k):
-            tap = jax.lax.slice(xp, (0, i, j, 0), (n, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
-                                (1, stride, stride, 1))
-            term = tap * kernel[i, j, 0]
-            out = term if out is None else out + term
-    return out
-
-
 def _bn(c, rngs):
     return nnx.BatchNorm(c, use_running_average=True, epsilon=1e-3, momentum=0.99, rngs=rngs)
 
@@ -70,7 +46,7 @@ class MBConv(nnx.Module):
 
     def __call__(self, x):
         h = jax.nn.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-        h = jax.nn.relu6(self._bn1(depthwise_conv_same(h, self._depthwise_conv.kernel[...], self.stride)))
+        h = jax.nn.relu6(self._bn1(layers.depthwise_conv(h, self._depthwise_conv.kernel[...], self.stride)))
         h = self._bn2(self._project_conv(h))
         return h + x if self.skip else h
 
