@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_attacks_unit import _classifier, _data, _Exploding, _noisy_defense
 
 from robustjax import attacks as A
 from robustjax.attacks import apgd as apgd_lib
 from robustjax.attacks import square as square_lib
-
-from test_attacks_unit import _classifier, _data, _Exploding, _noisy_defense
 
 SHAPE = (6, 8, 8, 3)
 # Small budgets, rolled loops (the tests' model has plain nnx convolutions, which default to unrolled on CPU).
@@ -188,7 +187,10 @@ def test_one_compilation_serves_four_eps(name):
     first = traces["n"]
     out2 = run(eps / 2)
     assert traces["n"] == first  # new eps values: no retrace
-    assert first <= 4  # clean pass, start, loop body, (Square) final check: once each, not once per eps
+    # clean pass, start, loop body, (Square) final check: once each, not once per eps; Square's loop
+    # body once per batch size it compacts the unfooled images into
+    body = len(square_lib.compact_sizes(len(x))) if name == "square" else 1
+    assert first <= 3 + body
     assert out.shape == (4,) + x.shape
     d = np.abs(np.asarray(out2) - np.asarray(x)).reshape(4, -1).max(1)
     assert np.all(d <= np.asarray(eps / 2) + 1e-6) and d[-1] > 0
@@ -235,3 +237,20 @@ def test_square_breaks_zero_gradient_jpeg_where_gradient_attacks_fail():
     # APGD's iterates never leave its start (zero gradient: sign 0), so it fools only where the start does.
     assert np.all(np.asarray(apgd.iteration)[np.asarray(apgd.fooled)] == 1)
     assert acc_square <= acc_apgd - 0.15
+
+
+@pytest.mark.parametrize("active_rows", [[], [3], [0, 5], [1, 2, 3, 4], list(range(7)), list(range(9)), list(range(13))])
+def test_square_forward_on_unfooled_images_only_equals_the_full_forward(active_rows):
+    """Square's compacted forward (the unfooled images gathered into a smaller batch) gives each
+    active image the logits of the whole-batch forward; with 13 images the sizes are 13, 7, 4, 2, 1."""
+    from robustjax.attacks.square import compact_sizes, forward_unfooled
+
+    assert compact_sizes(13) == [13, 7, 4, 2, 1] and compact_sizes(256) == [256, 128, 64, 32, 16, 8, 4, 2, 1]
+    x = jax.random.uniform(jax.random.key(3), (13, 6, 6, 3))
+    w = jax.random.normal(jax.random.key(4), (6 * 6 * 3, 5))
+    f = lambda v: jnp.tanh(v.reshape(v.shape[0], -1) @ w)  # noqa: E731
+    active = jnp.zeros(13, bool).at[jnp.asarray(active_rows, jnp.int32)].set(True)
+    got = jax.jit(lambda v, a: forward_unfooled(f, v, a))(x, active)
+    want = f(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got[active], want[active], rtol=1e-6, atol=1e-6)

@@ -1,13 +1,20 @@
 """The adaptive suite against the same attacks run exhaustively: gradient passes, wall time, and
 whether the suite breaks every image the exhaustive cells break.
 
-    python experiments/benchmarks/adaptive_cost.py [--eps 0,2/255,4/255,8/255] [--n 20] [--out DIR]
+    python experiments/benchmarks/adaptive_cost.py [--grid quickstart|table11] [--eps ...] [--n N] [--out DIR]
 
-Grid: :func:`robustjax.eval.config.quickstart` (efficientnet_lite0 on foolbox's 20 ImageNet photos,
-iFGSM-10, defenses none and jpeg:25, threat models oblivious / through / bpda). Exhaustive: every
-image runs every step of every cell (4 cells). Adaptive: ``--attack adaptive`` with members
-``ifgsm@through, ifgsm@bpda, ifgsm@oblivious`` (the same attacks, in the default order; for the undefended model they
-collapse to one member). Gradient passes (forward + input backward through the attacker's view):
+Grids:
+
+- ``quickstart`` (default): :func:`robustjax.eval.config.quickstart` (efficientnet_lite0 on foolbox's
+  20 ImageNet photos, iFGSM-10, defenses none and jpeg:25, threat models oblivious / through / bpda),
+  eps 0, 2, 4, 8 /255. Exhaustive: every image runs every step of every cell (4 cells). Adaptive:
+  ``--attack adaptive`` with members ``ifgsm@through, ifgsm@bpda, ifgsm@oblivious`` (the same
+  attacks, in the default order; for the undefended model they collapse to one member).
+- ``table11``: Räber et al. 2025 Table 11 as ``experiments/raber2025/table11_worst.py`` runs it
+  (efficientnet_lite0 with the Imagenette head, Imagenette images, sequential JPEG q25 at N = 1, 4, 8
+  rounds, iFGSM-10 at 4/255 and 8/255, through and BPDA: 6 cells), ``--n`` images (default 100);
+  adaptive members ``ifgsm@through, ifgsm@bpda``.
+ Gradient passes (forward + input backward through the attacker's view):
 exhaustive = programs x images x budgets x steps (the oblivious program attacks once for both defenses); adaptive = the suite record's ``passes`` (batches
 x batch size x iterations actually run, clean-misclassified images never attacked). Wall time
 includes compilation on both sides (the suite compiles lazily, so its run time holds its
@@ -30,25 +37,39 @@ from robustjax.eval import load_outcomes  # noqa: E402
 from robustjax.eval.components import default  # noqa: E402
 from robustjax.eval.runner import Runner  # noqa: E402
 
-MEMBERS = ["ifgsm@through", "ifgsm@bpda", "ifgsm@oblivious"]  # the default order: through, then bpda
+
+def _table11():
+    from experiments.raber2025 import table11_worst
+
+    return table11_worst.get_config()
+
+
+# grid name: (config factory, default eps, default images, suite members in the default order)
+GRIDS = {
+    "quickstart": (C.quickstart, "0,2/255,4/255,8/255", None, ["ifgsm@through", "ifgsm@bpda", "ifgsm@oblivious"]),
+    "table11": (_table11, "0,4/255,8/255", 100, ["ifgsm@through", "ifgsm@bpda"]),
+}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--eps", default="0,2/255,4/255,8/255")
-    p.add_argument("--n", type=int, default=None, help="images (default: all 20)")
+    p.add_argument("--grid", choices=sorted(GRIDS), default="quickstart")
+    p.add_argument("--eps", default=None, help="budgets (default: the grid's)")
+    p.add_argument("--n", type=int, default=None, help="images (default: all 20 for quickstart, 100 for table11)")
     p.add_argument("--out", default=None, help="results directory (default: a temporary one)")
     p.add_argument("--reuse", action="store_true", help="read the figures of an earlier run in --out instead of rerunning")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="adaptive_cost_"))
-    base = C.quickstart()
+    make, eps, n_default, members = GRIDS[a.grid]
+    a.eps = a.eps or eps
+    base = make()
     base.eps = C.parse_eps(a.eps)
-    base.n = a.n
+    base.n = a.n if a.n is not None else n_default
     comp = default()
     steps = 10  # robustjax's ifgsm default
     results = {}
-    for name, attacks in (("exhaustive", ["ifgsm"]), ("adaptive", [{"name": "adaptive", "members": MEMBERS}])):
-        cfg = C.quickstart()
+    for name, attacks in (("exhaustive", ["ifgsm"]), ("adaptive", [{"name": "adaptive", "members": members}])):
+        cfg = make()
         cfg.update(base.to_dict())
         cfg.attacks, cfg.out = attacks, str(out / name)
         wall_file = Path(cfg.out) / "wall_s.txt"
@@ -74,7 +95,7 @@ def main(argv=None) -> int:
         broken_ex = ex_df[(ex_df.defense == d) & ex_df.broken].groupby(["eps", "row"]).size().index
         suite = ad_df[ad_df.defense == d].set_index(["eps", "row"]).broken
         missed += int((~suite.reindex(broken_ex).fillna(False).astype(bool)).sum())
-    print(f"grid: quick-start, {n} images, eps {a.eps}, {len(ex)} exhaustive cells ({round(sum(share))} programs), {len(ad)} suite cells")
+    print(f"grid: {a.grid}, {n} images, eps {a.eps}, {len(ex)} exhaustive cells ({round(sum(share))} programs), {len(ad)} suite cells")
     print(f"gradient passes: exhaustive {ex_passes}, adaptive {ad_passes} ({ex_passes / max(1, ad_passes):.2f}x fewer)")
     print(f"cell time (compile + run): exhaustive {ex_time:.1f} s, adaptive {ad_time:.1f} s ({ex_time / max(1e-9, ad_time):.2f}x)")
     print(f"wall time of the two runs: exhaustive {ex_wall:.1f} s, adaptive {ad_wall:.1f} s ({ex_wall / max(1e-9, ad_wall):.2f}x)")

@@ -11,8 +11,12 @@ a second window into a new eta-shaped window. The window side follows AutoAttack
 fraction ``p`` of pixels changed: ``p_init`` halved after 10, 50, 200, 500, 1000, 2000, 4000, 6000
 and 8000 of 10,000 iterations, rescaled to ``queries`` (``rescale_schedule``).
 
-Queries are spent only on images not yet fooled: the query loop ends once every image is fooled, and
-fooled images stop counting queries (the fixed-shape batch still evaluates them: one program).
+Queries are spent only on images not yet fooled: the query loop ends once every image is fooled,
+fooled images stop counting queries, and each query evaluates the model on the unfooled images only,
+gathered into the smallest of the batch sizes ``n, n/2, n/4, ...`` (at most ``COMPACT_LEVELS`` of
+them) that holds them: one compiled forward pass per size, chosen per query by ``lax.switch``, so a
+long tail of hard images costs a small batch, not the whole one. (Under ``vmap`` with one image per
+lane, as the evaluation runner calls attacks, the lanes step together until the last is done.)
 
 Differences from torchattacks, deliberate: windows, signs and the eta orientation are drawn per
 image (torchattacks draws one window and one sign vector for the whole batch per query, the paper's
@@ -33,6 +37,7 @@ from robustjax.attacks.apgd import check_count, check_norm, cross_entropy_per_im
 from robustjax.attacks.base import check_inputs, check_nonnegative, l2_norms, per_image
 
 LOSSES = ("margin", "ce")
+COMPACT_LEVELS = 9  # forward passes compiled per search: batch sizes n, n/2, ..., n/256 (rounded up)
 # (iteration out of 10,000 above which, p_init divided by): AutoAttack's p_selection.
 P_SCHEDULE = ((10, 2), (50, 4), (200, 8), (500, 16), (1000, 32), (2000, 64), (4000, 128), (6000, 256), (8000, 512))
 
@@ -246,7 +251,7 @@ class Square:
         def body(state):
             i, x_best, margin_min, loss_min, used, active = state
             x_new = propose(i, x_best, jax.random.fold_in(k_loop, i))
-            margin, loss = margin_and_loss(f(x_new), y, self.loss)
+            margin, loss = margin_and_loss(forward_unfooled(f, x_new, active), y, self.loss)
             lower = loss < loss_min
             loss_min = jnp.where(active & lower, loss, loss_min)
             keep = active & (lower | (margin <= 0))
@@ -271,3 +276,35 @@ class Square:
             table[j, :s, :s] = eta(s)
         levels = np.searchsorted(np.asarray(distinct), sides).astype(np.int32)
         return jnp.asarray(levels), jnp.asarray(table, dtype)
+
+
+def compact_sizes(n: int, levels: int = COMPACT_LEVELS) -> list[int]:
+    """The batch sizes a search evaluates on, largest first: ``n``, then halvings (rounded up)."""
+    sizes = [n]
+    while len(sizes) < levels and sizes[-1] > 1:
+        sizes.append(-(-sizes[-1] // 2))
+    return sizes
+
+
+def forward_unfooled(f, x: jax.Array, active: jax.Array) -> jax.Array:
+    """``f(x)`` where ``active`` (N,) holds, computed on the active images only: they are gathered
+    into the smallest of :func:`compact_sizes` that holds them, and their logits scattered back.
+    Rows not active get zeros (callers mask them); with all sizes too small, the whole batch runs."""
+    n = x.shape[0]
+    sizes = compact_sizes(n)
+    if len(sizes) == 1:
+        return f(x)
+
+    def on(m):
+        def branch(x, active):
+            if m == n:
+                return f(x)
+            rows = jnp.nonzero(active, size=m, fill_value=0)[0]
+            logits = f(x[rows])
+            return jnp.zeros((n, *logits.shape[1:]), logits.dtype).at[rows].set(logits)
+        return branch
+
+    count = jnp.sum(active)
+    level = jnp.sum(jnp.asarray(sizes) >= count) - 1  # the smallest size >= count
+    return jax.lax.switch(level, [on(m) for m in sizes], x, active)
+
