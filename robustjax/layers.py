@@ -14,7 +14,8 @@ convolution): its transpose, the input gradient, is then a canonical convolution
 :class:`Conv` is ``flax.nnx.Conv`` using it; the classifiers, ComDefend, ELIC and HiFiC build their
 convolutions with it. Grouped convolutions fall back to ``lax`` unchanged; 1x1 convolutions are
 computed as matrix products, which XLA:CPU runs faster. :func:`max_pool` is a max-pool whose
-backward pass XLA:CPU runs faster than ``nnx.max_pool``'s.
+backward pass XLA:CPU runs faster than ``nnx.max_pool``'s. :func:`depthwise_conv` is a depthwise
+convolution (EfficientNet-Lite0's) with a backward pass XLA:CPU runs faster than JAX's own.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     transpose of the shifted products is a sum of k*k zero-padded arrays, which XLA fuses with a
     recomputation of the forward pass into one slow loop over the input; here the incoming
     cotangent is materialised once and the input gradient is again a sum of shifted products
-    (experiments/benchmarks/layers.py).
+    (experiments/benchmarks/layers.py). Reverse mode only (a custom VJP): ``jax.jvp`` raises.
     """
     k = kernel.shape[0]
     n, h, w, c = x.shape

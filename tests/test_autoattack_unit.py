@@ -239,7 +239,7 @@ def test_square_breaks_zero_gradient_jpeg_where_gradient_attacks_fail():
     assert acc_square <= acc_apgd - 0.15
 
 
-@pytest.mark.parametrize("active_rows", [[], [3], [0, 5], [1, 2, 3, 4], list(range(7)), list(range(9)), list(range(13))])
+@pytest.mark.parametrize("active_rows", [[], [3], [1, 2, 3, 4], list(range(9)), list(range(13))])
 def test_square_forward_on_unfooled_images_only_equals_the_full_forward(active_rows):
     """Square's compacted forward (the unfooled images gathered into a smaller batch) gives each
     active image the logits of the whole-batch forward; with 13 images the sizes are 13, 7, 4, 2, 1."""

@@ -137,7 +137,7 @@ def test_transposed_convolution_form_equals_lax():
 
 
 DEPTHWISE = [  # (x shape, kernel size, stride): odd and even sizes, both strides, EfficientNet-Lite0's kernels
-    ((2, 9, 9, 4), 3, 1), ((2, 9, 8, 4), 3, 2), ((1, 12, 11, 3), 5, 2), ((2, 7, 10, 2), 5, 1), ((1, 8, 8, 3), 3, 2),
+    ((2, 9, 9, 4), 3, 1), ((2, 9, 8, 4), 3, 2), ((1, 12, 11, 3), 5, 2),
 ]
 
 
