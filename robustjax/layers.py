@@ -172,17 +172,24 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     cotangent is materialised once and the input gradient is again a sum of shifted products
     (experiments/benchmarks/layers.py). Reverse mode only (a custom VJP): ``jax.jvp`` raises.
     """
-    k = kernel.shape[0]
-    n, h, w, c = x.shape
+    xp, oh, ow = same_padded(x, kernel.shape[0], stride)
+    return _depthwise_valid(xp, kernel, stride, oh, ow)
+
+
+def same_padded(x: jax.Array, k: int, stride: int) -> tuple[jax.Array, int, int]:
+    """``x`` (N, H, W, C) zero-padded as TensorFlow's "SAME" pads for a k x k window at ``stride``,
+    and the output size ``(ceil(H/stride), ceil(W/stride))``."""
+    h, w = x.shape[1:3]
     oh, ow = -(-h // stride), -(-w // stride)
     pad_h = max((oh - 1) * stride + k - h, 0)
     pad_w = max((ow - 1) * stride + k - w, 0)
     xp = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
-    return _depthwise_valid(xp, kernel, stride, oh, ow)
+    return xp, oh, ow
 
 
-def _taps(xp, kernel, stride, oh, ow):
-    """sum over (i, j) of kernel[i, j] * xp[:, i + stride*a, j + stride*b, :] for a < oh, b < ow."""
+def shifted_products(xp: jax.Array, kernel: jax.Array, stride: int, oh: int, ow: int) -> jax.Array:
+    """``sum over (i, j) of kernel[i, j, 0] * xp[:, i + stride*a, j + stride*b, :]`` for a < oh, b < ow:
+    a depthwise convolution of the already padded ``xp``, left to JAX's autodiff."""
     k = kernel.shape[0]
     n, c = xp.shape[0], xp.shape[3]
     out = None
@@ -197,11 +204,11 @@ def _taps(xp, kernel, stride, oh, ow):
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _depthwise_valid(xp, kernel, stride, oh, ow):
-    return _taps(xp, kernel, stride, oh, ow)
+    return shifted_products(xp, kernel, stride, oh, ow)
 
 
 def _depthwise_fwd(xp, kernel, stride, oh, ow):
-    return _taps(xp, kernel, stride, oh, ow), (xp, kernel)
+    return shifted_products(xp, kernel, stride, oh, ow), (xp, kernel)
 
 
 def _depthwise_bwd(stride, oh, ow, residuals, g):
@@ -216,7 +223,7 @@ def _depthwise_bwd(stride, oh, ow, residuals, g):
     hp, wp = xp.shape[1:3]
     # dxp[p] = sum_i g[p - i] kernel[i]: correlate the padded cotangent with the flipped kernel.
     gp = jnp.pad(g, ((0, 0), (k - 1, hp - gh), (k - 1, wp - gw), (0, 0)))
-    dxp = _taps(gp, kernel[::-1, ::-1], 1, hp, wp)
+    dxp = shifted_products(gp, kernel[::-1, ::-1], 1, hp, wp)
     n, c = xp.shape[0], xp.shape[3]
     dkernel = [[jnp.sum(lax.slice(xp, (0, i, j, 0), (n, i + gh, j + gw, c)) * g, axis=(0, 1, 2)) for j in range(k)]
                for i in range(k)]

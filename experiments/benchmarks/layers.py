@@ -32,20 +32,6 @@ DEPTHWISE = [(112, 32, 3, 1), (112, 96, 3, 2), (56, 144, 3, 1), (56, 144, 5, 2),
              (14, 480, 3, 1), (14, 480, 5, 1), (14, 672, 5, 1), (14, 672, 5, 2), (7, 1152, 5, 1), (7, 1152, 3, 1)]
 
 
-def shifted_products(x, kernel, stride):
-    """Depthwise "SAME" convolution as k*k shifted products, left to JAX's autodiff."""
-    import jax
-    import jax.numpy as jnp
-
-    k = kernel.shape[0]
-    n, h, w, c = x.shape
-    oh, ow = -(-h // stride), -(-w // stride)
-    ph, pw = max((oh - 1) * stride + k - h, 0), max((ow - 1) * stride + k - w, 0)
-    xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
-    return sum(jax.lax.slice(xp, (0, i, j, 0), (n, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
-                             (1, stride, stride, 1)) * kernel[i, j, 0] for i in range(k) for j in range(k))
-
-
 def main():
     reexec_with_allocator_settings()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -138,7 +124,11 @@ def _depthwise(rng, n, jax_pair, torch_pair, ms):
         args = [jnp.asarray(v) for v in (x, w, scale, shift)]
         t_lax = jax_pair(block(lambda v, kk: jax.lax.conv_general_dilated(
             v, kk, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)), *args)
-        t_auto = jax_pair(block(lambda v, kk: shifted_products(v, kk, s)), *args)
+        def autodiff(v, kk, s=s):  # layers' shifted products without their written-out backward pass
+            xp, oh, ow = layers.same_padded(v, kk.shape[0], s)
+            return layers.shifted_products(xp, kk, s, oh, ow)
+
+        t_auto = jax_pair(block(autodiff), *args)
         t_ours = jax_pair(block(lambda v, kk: layers.depthwise_conv(v, kk, s)), *args)
         wt = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous()
         st, sh = torch.from_numpy(scale).view(1, c, 1, 1), torch.from_numpy(shift).view(1, c, 1, 1)
