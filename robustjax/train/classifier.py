@@ -101,6 +101,17 @@ def check_config(cfg: Config) -> None:
         raise ValueError(f"lr must be positive, got {cfg.lr!r}")
 
 
+def check_labels(module: nnx.Module, input_size: int, y_train, y_held, cfg: Config) -> None:
+    """ValueError when a label is outside the model's classes (cross-entropy would silently read a
+    wrong one-hot), found by shape evaluation only: nothing is compiled or run."""
+    x = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.float32)
+    classes = jax.eval_shape(lambda v: module(v), x).shape[-1]
+    top = int(max(np.max(y_train, initial=-1), np.max(y_held, initial=-1)))
+    if top >= classes or min(np.min(y_train, initial=0), np.min(y_held, initial=0)) < 0:
+        raise ValueError(f"{cfg.data} has labels up to {top}, but {cfg.model} has {classes} classes (0..{classes - 1}): "
+                         "choose the model variant of this data set (e.g. small_cnn_gtsrb for GTSRB's 43)")
+
+
 def load_split(cfg: Config, input_size: int):
     """``(x_train, y_train, x_held, y_held, split_metadata)``: uint8 NHWC arrays at the model's size."""
     from robustjax import data as rdata
@@ -294,6 +305,7 @@ def train(cfg: Config, arrays=None, metadata_extra: dict | None = None, stop_aft
     steps_per_epoch = len(x_tr) // cfg.batch_size
 
     module = build_model(cfg)
+    check_labels(module, input_size, y_tr, y_he, cfg)
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
     opt_state = adam(cfg.lr).init(params)
     use_jpeg = cfg.quality is not None
