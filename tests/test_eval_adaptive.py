@@ -86,3 +86,25 @@ def test_undefended_suite_keeps_one_member_per_attack():
 
     ms = adaptive.members({"members": ["ifgsm@through", "ifgsm@bpda", "pgd@bpda"]}, components(), D.get("none"))
     assert [m.label for m in ms] == ["ifgsm@oblivious", "pgd@oblivious"]
+
+
+def test_suite_outcomes_do_not_depend_on_batch_size_and_broken_images_cost_no_more_steps(tmp_path):
+    """Random starts (pgd) and a randomised defense draw per image; the standing images are gathered
+    every few steps, so the batch (4 or 20) changes the passes spent but no image's outcome."""
+    def run(batch):
+        c = base_cfg(tmp_path / f"b{batch}", defenses=["noise:16"], threats=["through"], eps=[0.0, 16 / 255, 32 / 255],
+                     attacks=[{"name": "adaptive", "members": ["pgd:steps=10@through", "ifgsm@bpda"]}],
+                     batch_size=batch)
+        (r,) = Runner(c, components(), progress=False).run()
+        df = load_outcomes(c.out).sort_values(["eps", "row"])[["row", "eps", "clean_pred", "pred", "step"]]
+        return r, df.reset_index(drop=True)
+
+    (r4, a), (r20, b) = run(4), run(20)
+    assert a.equals(b) and r4["correct"] == r20["correct"]
+    assert a[a.step > 0].step.nunique() >= 3  # not vacuous: images fall at different steps
+    # at batch 4 (gathered into 4, 2 or 1 images) an image that falls early stops costing passes:
+    # fewer than every attacked image x 10 steps, and never more than one batch of 20 spends
+    pgd4, pgd20 = r4["suite"][0], r20["suite"][0]
+    assert pgd4["broken"] == pgd20["broken"] and all(b > 0 for b in pgd4["broken"])
+    assert all(p < 10 * n for p, n in zip(pgd4["passes"], pgd4["attacked"]))
+    assert all(p4 <= p20 for p4, p20 in zip(pgd4["passes"], pgd20["passes"]))

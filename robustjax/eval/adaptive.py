@@ -9,11 +9,13 @@ iterate): at each budget, images misclassified clean are never attacked; member 
 other image; each later member attacks only the images every earlier member left standing,
 re-batched into full batches (one compiled program per member and batch shape, the budget a
 traced argument). An image counts as broken by a member if the *defended* model ``f(d(x))``
-misclassified it at any step: iFGSM/BIM and PGD run as a tracked loop (``lax.while_loop`` that
-freezes broken images and stops once every image of the batch is broken, no host round trip);
-APGD/APGD-T/Square use their own best-point tracking (``run``); other attacks run once and their
-final point is scored. Randomness is per image (the key folded with the image's row and the
-member's index), as in the grid.
+misclassified it at any step. iFGSM/BIM and PGD run as a tracked loop: ``lax.while_loop`` (no
+host round trip) for :data:`SEGMENT` steps, each image stopping at its first fooling step, after
+which the host gathers the images still standing into the smallest of the batch sizes ``b``,
+``b/2``, ``b/4`` that holds them (an image broken at step 1 costs one step, whatever its batch
+mates do). APGD/APGD-T/Square use their own best-point tracking (``run``); other attacks run once
+and their final point is scored. Randomness is per image (the key folded with the image's row and
+the member's index), so outcomes do not depend on batching, gathering or resume point.
 
 Members are strings ``ATTACK[:key=value...]@THREAT`` (``pgd:steps=20@bpda``) or dicts
 ``{"attack": ..., "threat": ..., **hparams}``; config entry ``{"name": "adaptive", "members": [...]}``.
@@ -108,59 +110,95 @@ def members(hparams: dict, comp, defense=None) -> list[Member]:
     return out
 
 
-def _tracked(attack, view, score, x, y, key, eps):
-    """iFGSM/PGD with per-step success tracking on one batch: ``(x_best, broken, step, iters)``."""
+SEGMENT = 2  # steps a tracked member runs between two gatherings of its standing images
+
+
+def _step_size(attack, eps):
     steps = int(getattr(attack, "steps", 10))
     alpha = getattr(attack, "alpha", None)
-    alpha = (eps if steps == 1 else eps / 4) if alpha is None else alpha
-    x0 = x
-    if getattr(attack, "random_start", False):
-        x0 = jnp.clip(x + jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * eps, 0.0, 1.0)
-    broken0 = score(x0) != y
-    step0 = jnp.where(broken0, 0, -1)
+    return steps, ((eps if steps == 1 else eps / 4) if alpha is None else alpha)
 
-    def cond(s):
-        return (s[0] < steps) & ~jnp.all(s[2])
 
-    def body(s):
-        i, xa, broken, step = s
-        g = loss_grad(view, xa, y)
-        xn = jnp.clip(jnp.clip(xa + alpha * jnp.sign(g), x - eps, x + eps), 0.0, 1.0)
-        now = (score(xn) != y) & ~broken
-        keep = broken.reshape((-1,) + (1,) * (x.ndim - 1))
-        return i + 1, jnp.where(keep, xa, xn), broken | now, jnp.where(now, i + 1, step)
+def _image_context(g, defense, member: Member, get_attack, eot_samples: int, index: int, key, row, eps):
+    """One image's ``(score, view, attack, attack key)``: randomness folded from ``key`` with the
+    image's row, then the member's ``index``, so it does not depend on the batch it runs in."""
+    dkey, akey = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, row), index))
 
-    iters, xa, broken, step = jax.lax.while_loop(cond, body, (jnp.int32(0), x0, broken0, step0))
-    return xa, broken, step, iters
+    def score(xs):
+        return jnp.argmax(g(defense(xs, dkey)), axis=-1).astype(jnp.int32)
+
+    view = attacker_view(member.threat, g, defense, dkey, eot_samples)
+    return score, view, get_attack(member.attack, eps=eps, **dict(member.hparams)), akey
+
+
+def tracked_programs(f, defense, member: Member, get_attack, eot_samples: int, index: int):
+    """``(start, advance)`` for an iFGSM/BIM/PGD member, per image (vmapped over the batch):
+
+    - ``start(params, x, y, rows, key, eps) -> (x0, step, pred)``: the starting point (PGD's random
+      start), ``step`` 0 where it already fools ``f(d(.))``, else -1, and its prediction;
+    - ``advance(params, x, y, rows, key, eps, xa, step, pred, i0, stop) -> (xa, step, pred, iters)``:
+      steps ``i0 + 1 .. stop`` from ``xa`` (a ``lax.while_loop``, no host round trip), each image
+      stopping at its first fooling step, which it keeps as its adversarial point; ``iters`` the
+      steps it ran. The host gathers the images still standing between two calls."""
+    from robustjax.eval.runner import _with_state
+
+    def start(params, x, y, rows, key, eps):
+        g = f if params is None else _with_state(f, params)
+
+        def one(xi, yi, row):
+            xi, yi = xi[None], yi[None]
+            score, _, attack, akey = _image_context(g, defense, member, get_attack, eot_samples, index, key, row, eps)
+            x0 = xi
+            if getattr(attack, "random_start", False):
+                x0 = jnp.clip(xi + jax.random.uniform(akey, xi.shape, xi.dtype, -1.0, 1.0) * eps, 0.0, 1.0)
+            p = score(x0)
+            return x0[0], jnp.where(p != yi, 0, -1)[0].astype(jnp.int32), p[0]
+
+        return jax.vmap(one)(x, y, rows)
+
+    def advance(params, x, y, rows, key, eps, xa, step, pred, i0, stop):
+        g = f if params is None else _with_state(f, params)
+
+        def one(xi, yi, row, ai, si, pi):
+            xi, yi, ai = xi[None], yi[None], ai[None]
+            score, view, attack, _ = _image_context(g, defense, member, get_attack, eot_samples, index, key, row, eps)
+            _, alpha = _step_size(attack, eps)
+
+            def cond(s):
+                return (s[0] < stop) & (s[2] < 0)
+
+            def body(s):
+                i, xc, _, _ = s
+                grad = loss_grad(view, xc, yi)
+                xn = jnp.clip(jnp.clip(xc + alpha * jnp.sign(grad), xi - eps, xi + eps), 0.0, 1.0)
+                p = score(xn)[0]
+                return i + 1, xn, jnp.where(p != yi[0], i + 1, -1).astype(jnp.int32), p
+
+            i, xc, s, p = jax.lax.while_loop(cond, body, (i0, ai, si, pi))
+            return xc[0], s, p, i - i0
+
+        return jax.vmap(one)(x, y, rows, xa, step, pred)
+
+    return start, advance
 
 
 def member_program(f, defense, member: Member, get_attack, eot_samples: int, index: int):
-    """``program(params, x, y, rows, key, eps) -> (broken[B], pred[B], step[B], iters[B])`` for one
-    member: ``eps`` a traced scalar, randomness per image (key folded with row, then ``index``)."""
+    """``program(params, x, y, rows, key, eps) -> (broken[B], pred[B], step[B], iters[B])`` for a
+    member that is not tracked (APGD/APGD-T/Square with their own best-point tracking, or any
+    other attack's final point): ``eps`` a traced scalar, randomness per image."""
     from robustjax.eval.runner import _attack_with_step, _with_state
-
-    hp = dict(member.hparams)
 
     def program(params, x, y, rows, key, eps):
         g = f if params is None else _with_state(f, params)
 
         def one(xi, yi, row):
             xi, yi = xi[None], yi[None]
-            dkey, akey = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, row), index))
-
-            def score(xs):
-                return jnp.argmax(g(defense(xs, dkey)), axis=-1).astype(jnp.int32)
-
-            view = attacker_view(member.threat, g, defense, dkey, eot_samples)
-            attack = get_attack(member.attack, eps=eps, **hp)
-            if member.attack in TRACKED:
-                xa, broken, step, iters = _tracked(attack, view, score, xi, yi, akey, eps)
-                iters = jnp.broadcast_to(iters, (1,))
-            else:
-                xa, step = _attack_with_step(attack, view, xi, yi, akey)
-                broken = score(xa) != yi
-                step = jnp.where(broken, step, -1)
-                iters = jnp.full((1,), int(getattr(attack, "steps", getattr(attack, "queries", 1))), jnp.int32)
+            score, view, attack, akey = _image_context(g, defense, member, get_attack, eot_samples, index, key,
+                                                       row, eps)
+            xa, step = _attack_with_step(attack, view, xi, yi, akey)
+            broken = score(xa) != yi
+            step = jnp.where(broken, step, -1)
+            iters = jnp.full((1,), int(getattr(attack, "steps", getattr(attack, "queries", 1))), jnp.int32)
             return broken[0], score(xa)[0], step[0], iters[0]
 
         return jax.vmap(one)(x, y, rows)
@@ -168,15 +206,55 @@ def member_program(f, defense, member: Member, get_attack, eot_samples: int, ind
     return program
 
 
+def chunks(rows: np.ndarray, batch: int):
+    """``(count, padded rows)`` pieces of ``rows``: full batches, then the rest padded to the
+    smallest of ``batch``, ``batch/2``, ``batch/4`` that holds it (few compiled shapes, little padding)."""
+    sizes = sorted({max(1, batch >> k) for k in range(3)})
+    for lo in range(0, len(rows), batch):
+        r = rows[lo:lo + batch]
+        size = next(s for s in sizes if s >= len(r))
+        yield len(r), np.concatenate([r, np.full(size - len(r), r[0], r.dtype)])
+
+
+def run_tracked(start, advance, steps: int, params, X, Y, rows, key, eps, batch: int):
+    """A tracked member on the images ``rows``: ``(broken, pred, step, passes)`` over ``rows``.
+
+    Every :data:`SEGMENT` steps the images not yet broken are gathered into :func:`chunks`, so a
+    broken image costs nothing more and a batch is never held back by its last standing image;
+    ``passes`` counts forward + backward passes of the chunks as run (padding included)."""
+    n = len(rows)
+    xa = np.empty((n,) + X.shape[1:], np.float32)
+    step = np.full(n, -1, np.int32)
+    pred = np.empty(n, np.int32)
+    e = np.float32(eps)
+    for count, p in chunks(np.arange(n), batch):
+        r = rows[p]
+        x0, s0, p0 = (np.asarray(a)[:count] for a in start(params, X[r], Y[r], r, key, e))
+        xa[p[:count]], step[p[:count]], pred[p[:count]] = x0, s0, p0
+    passes, done = 0, 0
+    while done < steps:
+        active = np.flatnonzero(step < 0)
+        if not len(active):
+            break
+        stop = min(done + SEGMENT, steps)
+        for count, p in chunks(active, batch):
+            r = rows[p]
+            out = advance(params, X[r], Y[r], r, key, e, xa[p], step[p], pred[p], np.int32(done), np.int32(stop))
+            a, s, q, it = (np.asarray(o) for o in out)
+            xa[p[:count]], step[p[:count]], pred[p[:count]] = a[:count], s[:count], q[:count]
+            passes += len(p) * int(it.max(initial=0))
+        done = stop
+    return step >= 0, pred, step, passes
+
+
 def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]:
     """One suite cell over ``ds`` (the runner's Job with attack ``adaptive``); (record, outcome arrays).
 
     The record adds ``suite``: per member its label, and per budget the images it attacked, broke,
-    and the model passes it spent (batches x batch size x iterations run: forward+backward for
-    gradient members)."""
-    from robustjax.eval.runner import _cell_arrays, _decode_cache, _params
-
+    and the model passes it spent (images in each compiled call, padding included, x iterations
+    run: forward + backward for gradient members)."""
     from robustjax.eval import precision as _precision
+    from robustjax.eval.runner import _cell_arrays, _decode_cache, _params
 
     cfg, comp, mesh = runner.cfg, runner.comp, runner.mesh
     prec = cfg.get("precision", _precision.DEFAULT)
@@ -215,26 +293,40 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
     preds = {e: clean.copy() for e in eps_all}
     steps = {e: np.full(n, -1, np.int32) for e in eps_all}
     suite = [{"member": m.label, "attacked": [], "broken": [], "passes": []} for m in ms]
-    compiled = [jax.jit(_precision.program(member_program(f, defense, m, comp.get_attack, int(cfg.eot_samples), i), prec))
-                for i, m in enumerate(ms)]
+
+    def compile_member(i, m):
+        def jit(fn):
+            return jax.jit(_precision.program(fn, prec))
+
+        if m.attack in TRACKED:
+            start, advance = tracked_programs(f, defense, m, comp.get_attack, int(cfg.eot_samples), i)
+            steps_m = _step_size(comp.get_attack(m.attack, eps=1 / 255, **dict(m.hparams)), 1 / 255)[0]
+            return "tracked", jit(start), jit(advance), steps_m
+        return "once", jit(member_program(f, defense, m, comp.get_attack, int(cfg.eot_samples), i))
+
+    compiled = [compile_member(i, m) for i, m in enumerate(ms)]
     for e in eps_all:
         if e == 0:
             continue
         standing = np.flatnonzero(clean == Y).astype(np.int32)
         for i, prog in enumerate(compiled):
-            attacked, broke, passes = len(standing), 0, 0
-            still = []
-            for count, r in batches(standing):
-                broken, pred, step, iters = (np.asarray(a)[:count] for a in prog(params, X[r], Y[r], r, key, np.float32(e)))
-                rr = r[:count]
-                preds[e][rr[broken]] = pred[broken]
-                steps[e][rr[broken]] = step[broken]
-                still.append(rr[~broken])
-                broke += int(broken.sum())
-                passes += batch * int(np.asarray(iters).max(initial=0))
-            standing = np.concatenate(still) if still else standing[:0]
-            for k, v in (("attacked", attacked), ("broken", broke), ("passes", passes)):
+            attacked = len(standing)
+            if prog[0] == "tracked" and attacked:
+                _, start, advance, steps_m = prog
+                broken, pred, step, passes = run_tracked(start, advance, steps_m, params, X, Y, standing, key, e, batch)
+            else:
+                broken, pred, step = np.zeros(attacked, bool), np.empty(attacked, np.int32), np.empty(attacked, np.int32)
+                passes = 0
+                for count, p in batches(np.arange(attacked)):
+                    r = standing[p]
+                    b_, p_, s_, it = (np.asarray(a)[:count] for a in prog[1](params, X[r], Y[r], r, key, np.float32(e)))
+                    broken[p[:count]], pred[p[:count]], step[p[:count]] = b_, p_, s_
+                    passes += batch * int(it.max(initial=0))
+            preds[e][standing[broken]] = pred[broken]
+            steps[e][standing[broken]] = step[broken]
+            for k, v in (("attacked", attacked), ("broken", int(broken.sum())), ("passes", passes)):
                 suite[i][k].append(v)
+            standing = standing[~broken]
     run_s = time.perf_counter() - t0
     attacked = [e for e in eps_all if e > 0]
     stack = (lambda d: np.stack([d[e] for e in attacked])) if attacked else (lambda d: np.zeros((0, n), np.int32))
