@@ -7,7 +7,7 @@ is misclassified clean, or already broken at some step of some member, needs no 
 Semantics (differs from the grid's paper-reproduction cells, which keep torchattacks' final
 iterate): at each budget, images misclassified clean are never attacked; member 1 attacks every
 other image; each later member attacks only the images every earlier member left standing,
-re-batched into full batches (one compiled program per member and batch shape, the budget a
+re-batched (one compiled program per member and batch shape, the budget a
 traced argument). An image counts as broken by a member if the *defended* model ``f(d(x))``
 misclassified it at any step. iFGSM/BIM and PGD run as a tracked loop: ``lax.while_loop`` (no
 host round trip) for :data:`SEGMENT` steps, each image stopping at its first fooling step, after
