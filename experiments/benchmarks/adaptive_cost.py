@@ -18,8 +18,9 @@ Grids:
 Gradient passes (forward + input backward through the attacker's view): exhaustive = programs x
 images x budgets x steps (the oblivious program attacks once for both defenses); adaptive = the
 suite record's ``passes`` (images in each compiled call, padding included, x iterations actually
-run; clean-misclassified images never attacked). Wall time includes compilation on both sides (the suite compiles lazily,
-so its run time holds its compilation); the exhaustive side is compile_s + run_s of its records.
+run; clean-misclassified images never attacked). Wall time includes compilation on both sides
+(the suite compiles lazily, so its run time holds its compilation); the exhaustive side is
+compile_s + run_s of its records.
 """
 
 from __future__ import annotations

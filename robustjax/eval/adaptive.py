@@ -132,7 +132,8 @@ def _image_context(g, defense, member: Member, get_attack, eot_samples: int, ind
 
 
 def tracked_programs(f, defense, member: Member, get_attack, eot_samples: int, index: int):
-    """``(start, advance)`` for an iFGSM/BIM/PGD member, per image (vmapped over the batch):
+    """``(start, advance, steps)`` for an iFGSM/BIM/PGD member of ``steps`` steps, per image
+    (``start`` and ``advance`` vmapped over the batch):
 
     - ``start(params, x, y, rows, key, eps) -> (x0, step, pred)``: the starting point (PGD's random
       start), ``step`` 0 where it already fools ``f(d(.))``, else -1, and its prediction;
@@ -141,6 +142,8 @@ def tracked_programs(f, defense, member: Member, get_attack, eot_samples: int, i
       stopping at its first fooling step, which it keeps as its adversarial point; ``iters`` the
       steps it ran. The host gathers the images still standing between two calls."""
     from robustjax.eval.runner import _with_state
+
+    steps, _ = _step_size(get_attack(member.attack, eps=1 / 255, **dict(member.hparams)), 1 / 255)
 
     def start(params, x, y, rows, key, eps):
         g = f if params is None else _with_state(f, params)
@@ -179,7 +182,7 @@ def tracked_programs(f, defense, member: Member, get_attack, eot_samples: int, i
 
         return jax.vmap(one)(x, y, rows, xa, step, pred)
 
-    return start, advance
+    return start, advance, steps
 
 
 def member_program(f, defense, member: Member, get_attack, eot_samples: int, index: int):
@@ -206,10 +209,11 @@ def member_program(f, defense, member: Member, get_attack, eot_samples: int, ind
     return program
 
 
-def chunks(rows: np.ndarray, batch: int):
+def chunks(rows: np.ndarray, batch: int, shapes: int = 3):
     """``(count, padded rows)`` pieces of ``rows``: full batches, then the rest padded to the
-    smallest of ``batch``, ``batch/2``, ``batch/4`` that holds it (few compiled shapes, little padding)."""
-    sizes = sorted({max(1, batch >> k) for k in range(3)})
+    smallest of ``batch``, ``batch/2``, ... (``shapes`` sizes) that holds it: few compiled shapes,
+    little padding; ``shapes=1`` pads every piece to ``batch``."""
+    sizes = sorted({max(1, batch >> k) for k in range(shapes)})
     for lo in range(0, len(rows), batch):
         r = rows[lo:lo + batch]
         size = next(s for s in sizes if s >= len(r))
@@ -270,12 +274,6 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
     key = jax.random.PRNGKey(int(cfg.seed))
     t0 = time.perf_counter()
 
-    def batches(rows):
-        for lo in range(0, len(rows), batch):
-            r = rows[lo:lo + batch]
-            pad = np.concatenate([r, np.full(batch - len(r), r[0], r.dtype)])
-            yield len(r), pad
-
     def clean_program(p, x, rows):
         g = f if p is None else _with(f, p)
 
@@ -287,7 +285,7 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
 
     clean_fn = jax.jit(_precision.program(clean_program, prec))
     clean = np.empty(n, np.int32)
-    for count, r in batches(np.arange(n, dtype=np.int32)):
+    for count, r in chunks(np.arange(n, dtype=np.int32), batch, shapes=1):
         clean[r[:count]] = np.asarray(clean_fn(params, X[r], r))[:count]
     eps_all = [float(e) for e in cfg.eps]
     preds = {e: clean.copy() for e in eps_all}
@@ -295,36 +293,38 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
     suite = [{"member": m.label, "attacked": [], "broken": [], "passes": []} for m in ms]
 
     def compile_member(i, m):
+        """``attack_images(rows, eps) -> (broken, pred, step, passes)`` over ``rows`` for member ``m``."""
         def jit(fn):
             return jax.jit(_precision.program(fn, prec))
 
         if m.attack in TRACKED:
-            start, advance = tracked_programs(f, defense, m, comp.get_attack, int(cfg.eot_samples), i)
-            steps_m = _step_size(comp.get_attack(m.attack, eps=1 / 255, **dict(m.hparams)), 1 / 255)[0]
-            return "tracked", jit(start), jit(advance), steps_m
-        return "once", jit(member_program(f, defense, m, comp.get_attack, int(cfg.eot_samples), i))
+            start, advance, steps_m = tracked_programs(f, defense, m, comp.get_attack, int(cfg.eot_samples), i)
+            start, advance = jit(start), jit(advance)
+            return lambda rows, e: run_tracked(start, advance, steps_m, params, X, Y, rows, key, e, batch)
+        program = jit(member_program(f, defense, m, comp.get_attack, int(cfg.eot_samples), i))
 
-    compiled = [compile_member(i, m) for i, m in enumerate(ms)]
+        def attack_images(rows, e):
+            broken, pred, step = np.zeros(len(rows), bool), np.empty(len(rows), np.int32), np.empty(len(rows), np.int32)
+            passes = 0
+            for count, p in chunks(np.arange(len(rows)), batch, shapes=1):
+                r = rows[p]
+                b_, p_, s_, it = (np.asarray(a)[:count] for a in program(params, X[r], Y[r], r, key, np.float32(e)))
+                broken[p[:count]], pred[p[:count]], step[p[:count]] = b_, p_, s_
+                passes += batch * int(it.max(initial=0))
+            return broken, pred, step, passes
+
+        return attack_images
+
+    attack_fns = [compile_member(i, m) for i, m in enumerate(ms)]
     for e in eps_all:
         if e == 0:
             continue
         standing = np.flatnonzero(clean == Y).astype(np.int32)
-        for i, prog in enumerate(compiled):
-            attacked = len(standing)
-            if prog[0] == "tracked" and attacked:
-                _, start, advance, steps_m = prog
-                broken, pred, step, passes = run_tracked(start, advance, steps_m, params, X, Y, standing, key, e, batch)
-            else:
-                broken, pred, step = np.zeros(attacked, bool), np.empty(attacked, np.int32), np.empty(attacked, np.int32)
-                passes = 0
-                for count, p in batches(np.arange(attacked)):
-                    r = standing[p]
-                    b_, p_, s_, it = (np.asarray(a)[:count] for a in prog[1](params, X[r], Y[r], r, key, np.float32(e)))
-                    broken[p[:count]], pred[p[:count]], step[p[:count]] = b_, p_, s_
-                    passes += batch * int(it.max(initial=0))
+        for i, attack_images in enumerate(attack_fns):
+            broken, pred, step, passes = attack_images(standing, e)
             preds[e][standing[broken]] = pred[broken]
             steps[e][standing[broken]] = step[broken]
-            for k, v in (("attacked", attacked), ("broken", int(broken.sum())), ("passes", passes)):
+            for k, v in (("attacked", len(standing)), ("broken", int(broken.sum())), ("passes", passes)):
                 suite[i][k].append(v)
             standing = standing[~broken]
     run_s = time.perf_counter() - t0
