@@ -11,9 +11,8 @@ re-batched (one compiled program per member and batch shape, the budget a
 traced argument). An image counts as broken by a member if the *defended* model ``f(d(x))``
 misclassified it at any step. iFGSM/BIM and PGD run as a tracked loop: ``lax.while_loop`` (no
 host round trip) for :data:`SEGMENT` steps, each image stopping at its first fooling step, after
-which the host gathers the images still standing into the smallest of the batch sizes ``b``,
-``b/2``, ``b/4`` that holds them (an image broken at step 1 costs one step, whatever its batch
-mates do). APGD/APGD-T/Square use their own best-point tracking (``run``); other attacks run once
+which the host gathers the images still standing into full batches (an image broken at step 1
+costs one step, whatever its batch mates do; the last batch is padded, one compiled shape). APGD/APGD-T/Square use their own best-point tracking (``run``); other attacks run once
 and their final point is scored. Randomness is per image (the key folded with the image's row and
 the member's index), so outcomes do not depend on batching, gathering or resume point.
 
@@ -131,24 +130,25 @@ def _image_context(g, defense, member: Member, get_attack, eot_samples: int, ind
     return score, view, get_attack(member.attack, eps=eps, **dict(member.hparams)), akey
 
 
-def tracked_programs(f, defense, member: Member, get_attack, eot_samples: int, index: int):
-    """``(start, advance, steps)`` for an iFGSM/BIM/PGD member of ``steps`` steps, per image
-    (``start`` and ``advance`` vmapped over the batch):
+def tracked_program(f, defense, member: Member, get_attack, eot_samples: int, index: int):
+    """``(advance, steps)`` for an iFGSM/BIM/PGD member of ``steps`` steps, per image (vmapped):
 
-    - ``start(params, x, y, rows, key, eps) -> (x0, step, pred)``: the starting point (PGD's random
-      start), ``step`` 0 where it already fools ``f(d(.))``, else -1, and its prediction;
-    - ``advance(params, x, y, rows, key, eps, xa, step, pred, i0, stop) -> (xa, step, pred, iters)``:
-      steps ``i0 + 1 .. stop`` from ``xa`` (a ``lax.while_loop``, no host round trip), each image
-      stopping at its first fooling step, which it keeps as its adversarial point; ``iters`` the
-      steps it ran. The host gathers the images still standing between two calls."""
+    ``advance(params, x, y, rows, key, eps, xa, step, pred, i0, stop) -> (xa, step, pred, iters)``
+    runs steps ``i0 + 1 .. stop`` from ``xa`` (a ``lax.while_loop``, no host round trip), each image
+    stopping at its first fooling step, which it keeps as its adversarial point (``step`` its index,
+    -1 while standing; ``pred`` the defended model's prediction there); ``iters`` the steps it ran.
+    At ``i0 == 0`` the state passed in is ignored and each image starts from its own starting point
+    (PGD's random start), ``step`` 0 where that already fools ``f(d(.))``: one program per member and
+    batch shape, the start a branch taken once. The host gathers the images still standing between
+    two calls."""
     from robustjax.eval.runner import _with_state
 
     steps, _ = _step_size(get_attack(member.attack, eps=1 / 255, **dict(member.hparams)), 1 / 255)
 
-    def start(params, x, y, rows, key, eps):
+    def advance(params, x, y, rows, key, eps, xa, step, pred, i0, stop):
         g = f if params is None else _with_state(f, params)
 
-        def one(xi, yi, row):
+        def start_one(xi, yi, row):
             xi, yi = xi[None], yi[None]
             score, _, attack, akey = _image_context(g, defense, member, get_attack, eot_samples, index, key, row, eps)
             x0 = xi
@@ -157,10 +157,11 @@ def tracked_programs(f, defense, member: Member, get_attack, eot_samples: int, i
             p = score(x0)
             return x0[0], jnp.where(p != yi, 0, -1)[0].astype(jnp.int32), p[0]
 
-        return jax.vmap(one)(x, y, rows)
+        def start(_):
+            x0, s0, p0 = jax.vmap(start_one)(x, y, rows)
+            return x0.astype(xa.dtype), s0.astype(step.dtype), p0.astype(pred.dtype)
 
-    def advance(params, x, y, rows, key, eps, xa, step, pred, i0, stop):
-        g = f if params is None else _with_state(f, params)
+        xa, step, pred = jax.lax.cond(i0 == 0, start, lambda _: (xa, step, pred), None)
 
         def one(xi, yi, row, ai, si, pi):
             xi, yi, ai = xi[None], yi[None], ai[None]
@@ -182,7 +183,7 @@ def tracked_programs(f, defense, member: Member, get_attack, eot_samples: int, i
 
         return jax.vmap(one)(x, y, rows, xa, step, pred)
 
-    return start, advance, steps
+    return advance, steps
 
 
 def member_program(f, defense, member: Member, get_attack, eot_samples: int, index: int):
@@ -209,32 +210,27 @@ def member_program(f, defense, member: Member, get_attack, eot_samples: int, ind
     return program
 
 
-def chunks(rows: np.ndarray, batch: int, shapes: int = 3):
-    """``(count, padded rows)`` pieces of ``rows``: full batches, then the rest padded to the
-    smallest of ``batch``, ``batch/2``, ... (``shapes`` sizes) that holds it: few compiled shapes,
-    little padding; ``shapes=1`` pads every piece to ``batch``."""
-    sizes = sorted({max(1, batch >> k) for k in range(shapes)})
+def chunks(rows: np.ndarray, batch: int):
+    """``(count, padded rows)`` pieces of ``rows``: batches of ``batch``, the last one padded with
+    its first row, so every call has the one compiled shape (compiling a shape costs more than
+    the padding saves: a fixed cost either way, and on CPU a compilation is hundreds of passes)."""
     for lo in range(0, len(rows), batch):
         r = rows[lo:lo + batch]
-        size = next(s for s in sizes if s >= len(r))
-        yield len(r), np.concatenate([r, np.full(size - len(r), r[0], r.dtype)])
+        yield len(r), np.concatenate([r, np.full(batch - len(r), r[0], r.dtype)])
 
 
-def run_tracked(start, advance, steps: int, params, X, Y, rows, key, eps, batch: int):
+def run_tracked(advance, steps: int, params, X, Y, rows, key, eps, batch: int):
     """A tracked member on the images ``rows``: ``(broken, pred, step, passes)`` over ``rows``.
 
-    Every :data:`SEGMENT` steps the images not yet broken are gathered into :func:`chunks`, so a
-    broken image costs nothing more and a batch is never held back by its last standing image;
-    ``passes`` counts forward + backward passes of the chunks as run (padding included)."""
+    Every :data:`SEGMENT` steps the images not yet broken are gathered into full batches
+    (:func:`chunks`), so a broken image costs nothing more and a batch is never held back by its
+    last standing image; ``passes`` counts forward + backward passes of the batches as run
+    (padding included)."""
     n = len(rows)
-    xa = np.empty((n,) + X.shape[1:], np.float32)
+    xa = X[rows].astype(np.float32)
     step = np.full(n, -1, np.int32)
-    pred = np.empty(n, np.int32)
+    pred = np.zeros(n, np.int32)
     e = np.float32(eps)
-    for count, p in chunks(np.arange(n), batch):
-        r = rows[p]
-        x0, s0, p0 = (np.asarray(a)[:count] for a in start(params, X[r], Y[r], r, key, e))
-        xa[p[:count]], step[p[:count]], pred[p[:count]] = x0, s0, p0
     passes, done = 0, 0
     while done < steps:
         active = np.flatnonzero(step < 0)
@@ -285,7 +281,7 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
 
     clean_fn = jax.jit(_precision.program(clean_program, prec))
     clean = np.empty(n, np.int32)
-    for count, r in chunks(np.arange(n, dtype=np.int32), batch, shapes=1):
+    for count, r in chunks(np.arange(n, dtype=np.int32), batch):
         clean[r[:count]] = np.asarray(clean_fn(params, X[r], r))[:count]
     eps_all = [float(e) for e in cfg.eps]
     preds = {e: clean.copy() for e in eps_all}
@@ -298,15 +294,15 @@ def run_suite(runner, job, f, ds, resize, batch: int) -> list[tuple[dict, dict]]
             return jax.jit(_precision.program(fn, prec))
 
         if m.attack in TRACKED:
-            start, advance, steps_m = tracked_programs(f, defense, m, comp.get_attack, int(cfg.eot_samples), i)
-            start, advance = jit(start), jit(advance)
-            return lambda rows, e: run_tracked(start, advance, steps_m, params, X, Y, rows, key, e, batch)
+            advance, steps_m = tracked_program(f, defense, m, comp.get_attack, int(cfg.eot_samples), i)
+            advance = jit(advance)
+            return lambda rows, e: run_tracked(advance, steps_m, params, X, Y, rows, key, e, batch)
         program = jit(member_program(f, defense, m, comp.get_attack, int(cfg.eot_samples), i))
 
         def attack_images(rows, e):
             broken, pred, step = np.zeros(len(rows), bool), np.empty(len(rows), np.int32), np.empty(len(rows), np.int32)
             passes = 0
-            for count, p in chunks(np.arange(len(rows)), batch, shapes=1):
+            for count, p in chunks(np.arange(len(rows)), batch):
                 r = rows[p]
                 b_, p_, s_, it = (np.asarray(a)[:count] for a in program(params, X[r], Y[r], r, key, np.float32(e)))
                 broken[p[:count]], pred[p[:count]], step[p[:count]] = b_, p_, s_
