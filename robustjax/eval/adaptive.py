@@ -12,8 +12,9 @@ traced argument). An image counts as broken by a member if the *defended* model 
 misclassified it at any step. iFGSM/BIM and PGD run as a tracked loop: ``lax.while_loop`` (no
 host round trip) for :data:`SEGMENT` steps, each image stopping at its first fooling step, after
 which the host gathers the images still standing into full batches (an image broken at step 1
-costs one step, whatever its batch mates do; the last batch is padded, one compiled shape). APGD/APGD-T/Square use their own best-point tracking (``run``); other attacks run once
-and their final point is scored. Randomness is per image (the key folded with the image's row and
+costs one step, whatever its batch mates do; the last batch is padded, one compiled shape).
+APGD/APGD-T/Square use their own best-point tracking (``run``); other attacks run once and their
+final point is scored. Randomness is per image (the key folded with the image's row and
 the member's index), so outcomes do not depend on batching, gathering or resume point.
 
 Members are strings ``ATTACK[:key=value...]@THREAT`` (``pgd:steps=20@bpda``) or dicts
@@ -227,7 +228,7 @@ def run_tracked(advance, steps: int, params, X, Y, rows, key, eps, batch: int):
     last standing image; ``passes`` counts forward + backward passes of the batches as run
     (padding included)."""
     n = len(rows)
-    xa = X[rows].astype(np.float32)
+    xa = X[rows]  # a copy (X is float32); ignored by the first call, which starts each image itself
     step = np.full(n, -1, np.int32)
     pred = np.zeros(n, np.int32)
     e = np.float32(eps)
