@@ -2,6 +2,7 @@
 whether the suite breaks every image the exhaustive cells break.
 
     python experiments/benchmarks/adaptive_cost.py [--grid quickstart|table11] [--eps ...] [--n N] [--out DIR]
+        [--members M1,M2,...] [--reuse]
 
 Grids:
 
@@ -14,6 +15,9 @@ Grids:
   (efficientnet_lite0 with the Imagenette head, Imagenette images, sequential JPEG q25 at N = 1, 4, 8
   rounds, iFGSM-10 at 4/255 and 8/255, through and BPDA: 6 cells), ``--n`` images (default 100);
   adaptive members ``ifgsm@through, ifgsm@bpda``.
+
+``--members`` reorders or replaces the suite (member order decides which images the later members
+see); a non-default list is stored in its own folder under ``--out``.
 
 Gradient passes (forward + input backward through the attacker's view): exhaustive = programs x
 images x budgets x steps (the oblivious program attacks once for both defenses); adaptive = the
@@ -58,10 +62,19 @@ def main(argv=None) -> int:
     p.add_argument("--eps", default=None, help="budgets (default: the grid's)")
     p.add_argument("--n", type=int, default=None, help="images (default: all 20 for quickstart, 100 for table11)")
     p.add_argument("--out", default=None, help="results directory (default: a temporary one)")
+    p.add_argument("--members", default=None,
+                   help="comma-separated suite members in order (default: the grid's); a non-default list "
+                        "runs in its own folder under --out, so --reuse keeps the exhaustive side")
     p.add_argument("--reuse", action="store_true", help="read the figures of an earlier run in --out instead of rerunning")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="adaptive_cost_"))
     make, eps, n_default, members = GRIDS[a.grid]
+    suite_dir = "adaptive"
+    if a.members:
+        chosen = [m.strip() for m in a.members.split(",") if m.strip()]
+        if chosen != members:
+            suite_dir = "adaptive_" + "_".join(m.replace("@", "-").replace(":", "-").replace("=", "") for m in chosen)
+        members = chosen
     a.eps = a.eps or eps
     base = make()
     base.eps = C.parse_eps(a.eps)
@@ -72,7 +85,7 @@ def main(argv=None) -> int:
     for name, attacks in (("exhaustive", ["ifgsm"]), ("adaptive", [{"name": "adaptive", "members": members}])):
         cfg = make()
         cfg.update(base.to_dict())
-        cfg.attacks, cfg.out = attacks, str(out / name)
+        cfg.attacks, cfg.out = attacks, str(out / (suite_dir if name == "adaptive" else name))
         wall_file = Path(cfg.out) / "wall_s.txt"
         if not (a.reuse and wall_file.exists()):
             shutil.rmtree(cfg.out, ignore_errors=True)
@@ -96,7 +109,8 @@ def main(argv=None) -> int:
         broken_ex = ex_df[(ex_df.defense == d) & ex_df.broken].groupby(["eps", "row"]).size().index
         suite = ad_df[ad_df.defense == d].set_index(["eps", "row"]).broken
         missed += int((~suite.reindex(broken_ex).fillna(False).astype(bool)).sum())
-    print(f"grid: {a.grid}, {n} images, eps {a.eps}, {len(ex)} exhaustive cells ({round(sum(share))} programs), {len(ad)} suite cells")
+    print(f"grid: {a.grid}, {n} images, eps {a.eps}, {len(ex)} exhaustive cells ({round(sum(share))} programs), {len(ad)} suite cells"
+          f" (members {', '.join(members)})")
     print(f"gradient passes: exhaustive {ex_passes}, adaptive {ad_passes} ({ex_passes / max(1, ad_passes):.2f}x fewer)")
     print(f"cell time (compile + run): exhaustive {ex_time:.1f} s, adaptive {ad_time:.1f} s ({ex_time / max(1e-9, ad_time):.2f}x)")
     print(f"wall time of the two runs: exhaustive {ex_wall:.1f} s, adaptive {ad_wall:.1f} s ({ex_wall / max(1e-9, ad_wall):.2f}x)")
