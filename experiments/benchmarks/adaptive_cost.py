@@ -16,8 +16,9 @@ Grids:
   rounds, iFGSM-10 at 4/255 and 8/255, through and BPDA: 6 cells), ``--n`` images (default 100);
   adaptive members ``ifgsm@through, ifgsm@bpda``.
 
-``--members`` reorders or replaces the suite (member order decides which images the later members
-see); a non-default list is stored in its own folder under ``--out``.
+``--members`` reorders the suite or leaves members out (member order decides which images the later
+members see); members must be among the grid's, the attacks the exhaustive side runs, so the two
+sides stay comparable. A non-default list is stored in its own folder under ``--out``.
 
 Gradient passes (forward + input backward through the attacker's view): exhaustive = programs x
 images x budgets x steps (the oblivious program attacks once for both defenses); adaptive = the
@@ -63,8 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=None, help="images (default: all 20 for quickstart, 100 for table11)")
     p.add_argument("--out", default=None, help="results directory (default: a temporary one)")
     p.add_argument("--members", default=None,
-                   help="comma-separated suite members in order (default: the grid's); a non-default list "
-                        "runs in its own folder under --out, so --reuse keeps the exhaustive side")
+                   help="comma-separated suite members in order, from the grid's (default: all of them); a "
+                        "non-default list runs in its own folder under --out, so --reuse keeps the exhaustive side")
     p.add_argument("--reuse", action="store_true", help="read the figures of an earlier run in --out instead of rerunning")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="adaptive_cost_"))
@@ -72,6 +73,10 @@ def main(argv=None) -> int:
     suite_dir = "adaptive"
     if a.members:
         chosen = [m.strip() for m in a.members.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in members]
+        if unknown or len(set(chosen)) != len(chosen):
+            p.error(f"--members {a.members!r}: each member once, from the attacks the exhaustive side runs "
+                    f"({', '.join(members)}); got {', '.join(unknown) or 'a repeated member'}")
         if chosen != members:
             suite_dir = "adaptive_" + "_".join(m.replace("@", "-").replace(":", "-").replace("=", "") for m in chosen)
         members = chosen
