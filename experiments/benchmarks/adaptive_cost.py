@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             p.error(f"--members {a.members!r}: each member once, from the attacks the exhaustive side runs "
                     f"({', '.join(members)}); got {', '.join(unknown) or 'a repeated member'}")
         if chosen != members:
-            suite_dir = "adaptive_" + "_".join(m.replace("@", "-").replace(":", "-").replace("=", "") for m in chosen)
+            suite_dir = "adaptive_" + "_".join(m.replace("@", "-") for m in chosen)  # members are ATTACK@THREAT
         members = chosen
     a.eps = a.eps or eps
     base = make()
