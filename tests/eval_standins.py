@@ -17,6 +17,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from robustjax.attacks.iterative import iterate
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import robustjax.data
@@ -53,20 +55,30 @@ def _loss(f, x, y):
 
 @dataclasses.dataclass
 class Iterative:
+    """iFGSM (random start optional) as start + step parts (robustjax.attacks.iterative), so the
+    suite runs it as a tracked member."""
+
     eps: float
     steps: int = 1
     alpha: float | None = None
     random_start: bool = False
+    unroll = True
+
+    def check(self, f, x, y, key=None):
+        pass
+
+    def start(self, f, x, y, key=None):
+        if self.random_start:
+            return (jnp.clip(x + jax.random.uniform(key, x.shape, minval=-self.eps, maxval=self.eps), 0, 1),)
+        return (x,)
+
+    def step(self, f, state, x, y):
+        alpha = self.eps if self.steps == 1 else (self.alpha if self.alpha is not None else self.eps / 4)
+        g = jax.grad(_loss, argnums=1)(f, state[0], y)
+        return (jnp.clip(jnp.clip(state[0] + alpha * jnp.sign(g), x - self.eps, x + self.eps), 0, 1),)
 
     def __call__(self, f, x, y, key=None):
-        alpha = self.eps if self.steps == 1 else (self.alpha if self.alpha is not None else self.eps / 4)
-        xa = x
-        if self.random_start:
-            xa = jnp.clip(x + jax.random.uniform(key, x.shape, minval=-self.eps, maxval=self.eps), 0, 1)
-        for _ in range(self.steps):
-            g = jax.grad(_loss, argnums=1)(f, xa, y)
-            xa = jnp.clip(jnp.clip(xa + alpha * jnp.sign(g), x - self.eps, x + self.eps), 0, 1)
-        return xa
+        return iterate(self, f, x, y, key)
 
 
 @dataclasses.dataclass

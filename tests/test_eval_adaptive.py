@@ -34,8 +34,15 @@ def test_suite_breaks_every_image_the_exhaustive_cells_break_and_skips_broken_im
     # the through member is blind on quantisation (zero gradient); bpda breaks what is left, attacking only those
     through, bpda = suite["suite"]
     assert through["member"] == "ifgsm@through" and through["broken"] == [0, 0]
-    assert bpda["attacked"] == [20 - through["broken"][0], 20 - through["broken"][1]] and bpda["broken"][1] > 0
-    assert suite["correct"][2] == 20 - bpda["broken"][1]
+    # nested budgets: an image broken at 8/255 stays broken at 32/255 and is not attacked again
+    assert bpda["attacked"] == [20, 20 - bpda["broken"][0]] and bpda["broken"][0] > 0 and bpda["broken"][1] > 0
+    assert suite["correct"][2] == 20 - bpda["broken"][0] - bpda["broken"][1]
+    df_s = df[df.key == suite["key"]].sort_values(["row", "eps"])
+    for _, img in df_s.groupby("row"):  # broken at a smaller budget: the same prediction and step at larger ones
+        b = img.broken.to_numpy()
+        assert (b[1:] >= b[:-1]).all()
+        if b[1]:
+            assert img.pred.iloc[2] == img.pred.iloc[1] and img.step.iloc[2] == img.step.iloc[1]
     # the worst case over every cell on the same images includes the suite
     (g,) = W.groups(Store(c.out).records(), c.out)
     assert int(g.worst[0].sum()) == min(r["correct"][0] for r in recs)
@@ -82,9 +89,9 @@ def test_cli_adaptive_uses_the_default_members_the_registry_has(tmp_path):
 
 def test_undefended_suite_keeps_one_member_per_attack():
     import robustjax.defenses as D
-    from robustjax.eval import adaptive
+    from robustjax.eval.plan import suite_members
 
-    ms = adaptive.members({"members": ["ifgsm@through", "ifgsm@bpda", "pgd@bpda"]}, components(), D.get("none"))
+    ms = suite_members({"members": ["ifgsm@through", "ifgsm@bpda", "pgd@bpda"]}, components(), D.get("none"))
     assert [m.label for m in ms] == ["ifgsm@oblivious", "pgd@oblivious"]
 
 

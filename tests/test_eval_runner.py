@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from robustjax.eval import config as C
-from robustjax.eval import report
+from robustjax.eval import grid, report
 from robustjax.eval.cli import main
 from robustjax.eval.runner import Runner, plan
 from tests.eval_standins import components
@@ -34,7 +34,7 @@ def test_plan_shares_oblivious_attacks_and_runs_none_once():
     assert len(cells) == 2 * (1 + 3) and len(set(cells)) == len(cells)
     assert [x.threat for x in cells if x.defense == "none"] == ["oblivious", "oblivious"]
     # one oblivious job per attack scores both defenses; through/bpda get a job per defense
-    assert [(j.attack, j.threat, j.defenses) for j in jobs[:3]] == [
+    assert [(str(j.attack), j.threat, j.defenses) for j in jobs[:3]] == [
         ("fgsm", "oblivious", ("none", "quant:8")), ("fgsm", "through", ("quant:8",)), ("fgsm", "bpda", ("quant:8",))]
     c.threats = ["through"]
     assert [(j.threat, j.defenses) for j in plan(c)[:2]] == [("oblivious", ("none",)), ("through", ("quant:8",))]
@@ -77,7 +77,7 @@ def test_rerun_skips_finished_cells(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(Runner, "_run_job", boom)
+    monkeypatch.setattr(grid, "execute", boom)
     again = Runner(c, components(), progress=False).run()
     assert [r["key"] for r in again] == [r["key"] for r in first]
     # a new eps grid is a new cell
@@ -156,10 +156,10 @@ def test_eot_threat(tmp_path):
 
 
 def test_minimum_norm_attack_scored_under_l2_bounds(tmp_path):
-    import jax
     import jax.numpy as jnp
+
     import robustjax.attacks as A
-    from robustjax.data import Resize, load
+    from robustjax.data import Resize
 
     real = dataclasses.replace(components(), get_attack=A.get, attack_names=A.names, minimum_norm=A.is_minimum_norm)
     bounds = [0.0, 0.05, 0.2, 100.0]

@@ -59,9 +59,10 @@ def _module_name(path: Path) -> str:
 
 
 def _imports(path: Path, modules: set[str]) -> set[str]:
-    """robustjax modules imported at ``path``'s top level (function-level imports are deferred)."""
+    """robustjax modules ``path`` imports anywhere (top level, inside functions and classes): a cycle
+    hidden in a function body is still a cycle, only deferred to the call that closes it."""
     out = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name in modules}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

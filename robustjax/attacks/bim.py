@@ -7,24 +7,32 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loop, loss_grad, project_linf_bim
+from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loss_grad, project_linf_bim
+from robustjax.attacks.iterative import iterate
 
 
 @dataclasses.dataclass(frozen=True)
 class BIM:
+    """An iterative attack (:mod:`robustjax.attacks.iterative`) from the clean images."""
+
     eps: float = 8 / 255
     alpha: float | None = None  # None: eps / 4 (Räber et al. 2025 Table 3; 2/255 at eps 8/255 as torchattacks)
     steps: int = 10
     unroll: bool | None = None
 
-    def __call__(self, f, x, y, key=None):
+    def check(self, f, x, y, key=None):
         check_inputs(f, x, y)
         check_steps(self.steps)
         check_nonnegative(eps=self.eps, alpha=self.alpha)
+
+    def start(self, f, x, y, key=None):
+        return (x,)
+
+    def step(self, f, state, x, y):
+        (adv,) = state
         alpha = self.eps / 4 if self.alpha is None else self.alpha
+        adv = adv + alpha * jnp.sign(loss_grad(f, adv, y))
+        return (project_linf_bim(adv, x, self.eps),)
 
-        def step(_, adv):
-            adv = adv + alpha * jnp.sign(loss_grad(f, adv, y))
-            return project_linf_bim(adv, x, self.eps)
-
-        return loop(self.steps, step, x, self.unroll)
+    def __call__(self, f, x, y, key=None):
+        return iterate(self, f, x, y, key)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax.attacks.base import check_labels, l2_norms, num_classes
+from robustjax.attacks.registry import get
 from robustjax.attacks.threat import THREATS, attacker_view
 from robustjax.checks import check_images
 
@@ -36,8 +37,6 @@ def _check_grid(values, name):
 
 def _maker(attack, hparams):
     if isinstance(attack, str):
-        from robustjax.attacks import get
-
         get(attack, eps=1 / 255, **hparams)  # unknown names / hyper-parameters fail before any compute
         return lambda e: get(attack, eps=e, **hparams)
     if hparams:

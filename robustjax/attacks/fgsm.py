@@ -7,13 +7,27 @@ import dataclasses
 import jax.numpy as jnp
 
 from robustjax.attacks.base import check_inputs, check_nonnegative, loss_grad
+from robustjax.attacks.iterative import iterate
 
 
 @dataclasses.dataclass(frozen=True)
 class FGSM:
-    eps: float = 8 / 255
+    """An iterative attack of one step (:mod:`robustjax.attacks.iterative`), from the clean images."""
 
-    def __call__(self, f, x, y, key=None):
+    eps: float = 8 / 255
+    steps = 1  # not a field: FGSM is one step by definition
+    unroll = None
+
+    def check(self, f, x, y, key=None):
         check_inputs(f, x, y)
         check_nonnegative(eps=self.eps)
-        return jnp.clip(x + self.eps * jnp.sign(loss_grad(f, x, y)), 0.0, 1.0)
+
+    def start(self, f, x, y, key=None):
+        return (x,)
+
+    def step(self, f, state, x, y):
+        (adv,) = state
+        return (jnp.clip(adv + self.eps * jnp.sign(loss_grad(f, adv, y)), 0.0, 1.0),)
+
+    def __call__(self, f, x, y, key=None):
+        return iterate(self, f, x, y, key)

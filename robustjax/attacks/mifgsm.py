@@ -6,31 +6,36 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loop, loss_grad, project_linf_pgd
+from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loss_grad, project_linf_pgd
+from robustjax.attacks.iterative import iterate
 
 
 @dataclasses.dataclass(frozen=True)
 class MIFGSM:
+    """An iterative attack (:mod:`robustjax.attacks.iterative`); its state carries the momentum."""
+
     eps: float = 8 / 255
     alpha: float | None = None  # None: eps / 4 (torchattacks' 2/255 at eps 8/255)
     steps: int = 10
     decay: float = 1.0
     unroll: bool | None = None
 
-    def __call__(self, f, x, y, key=None):
+    def check(self, f, x, y, key=None):
         check_inputs(f, x, y)
         check_steps(self.steps)
         check_nonnegative(eps=self.eps, alpha=self.alpha, decay=self.decay)
+
+    def start(self, f, x, y, key=None):
+        return (x, jnp.zeros_like(x))
+
+    def step(self, f, state, x, y):
+        adv, momentum = state
         alpha = self.eps / 4 if self.alpha is None else self.alpha
+        g = loss_grad(f, adv, y)
+        scale = jnp.mean(jnp.abs(g), axis=tuple(range(1, g.ndim)), keepdims=True)
+        g = g / jnp.where(scale > 0, scale, 1.0)  # an all-zero gradient stays zero (torchattacks: NaN)
+        g = g + momentum * self.decay
+        return project_linf_pgd(adv + alpha * jnp.sign(g), x, self.eps), g
 
-        def step(_, state):
-            adv, momentum = state
-            g = loss_grad(f, adv, y)
-            scale = jnp.mean(jnp.abs(g), axis=tuple(range(1, g.ndim)), keepdims=True)
-            g = g / jnp.where(scale > 0, scale, 1.0)  # an all-zero gradient stays zero (torchattacks: NaN)
-            g = g + momentum * self.decay
-            adv = project_linf_pgd(adv + alpha * jnp.sign(g), x, self.eps)
-            return adv, g
-
-        adv, _ = loop(self.steps, step, (x, jnp.zeros_like(x)), self.unroll)
-        return adv
+    def __call__(self, f, x, y, key=None):
+        return iterate(self, f, x, y, key)

@@ -76,17 +76,18 @@ def main(argv=None, components=None) -> int:
     from robustjax import compilation_cache
     from robustjax.eval.components import default
     from robustjax.eval.mesh import maybe_initialize_distributed
-    from robustjax.eval.runner import Runner, validate
+    from robustjax.eval.plan import resolve
+    from robustjax.eval.runner import Runner
 
     comp = components or default()
     try:
-        validate(cfg, comp)  # names and shapes, before jax touches a device
+        resolved = resolve(cfg, comp)  # names, shapes and defenses, before jax touches a device
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     maybe_initialize_distributed()
     compilation_cache.enable()
-    runner = Runner(cfg, comp, progress=not args.no_progress)
+    runner = Runner(cfg, comp, progress=not args.no_progress, plan=resolved)
 
     def on_sigint(signum, frame):
         runner.interrupted = True

@@ -37,6 +37,7 @@ KEYS = {
     "layout": "report layout hint: 'table' (default) or 'sequential'",
 }
 
+from robustjax.attacks.spec import AttackSpec  # noqa: E402
 from robustjax.attacks.threat import THREATS  # noqa: E402  (oblivious, through, bpda, eot)
 
 
@@ -128,20 +129,8 @@ def _split(text: str) -> list[str]:
 
 
 def _attack(text: str):
-    """``ifgsm`` or ``pgd:steps=20:alpha=0.001`` -> name or {name, **hparams}."""
-    name, *opts = text.split(":")
-    if not opts:
-        return name
-    hp = {"name": name}
-    for o in opts:
-        if "=" not in o:
-            raise ValueError(f"bad attack option {o!r} in {text!r}: use NAME:key=value")
-        k, v = o.split("=", 1)
-        try:
-            hp[k] = float(Fraction(v)) if "/" in v else (int(v) if v.lstrip("-").isdigit() else float(v))
-        except ValueError:
-            hp[k] = {"true": True, "false": False}.get(v.lower(), v)
-    return hp
+    """``ifgsm`` or ``pgd:steps=20:alpha=0.001`` -> name or {name, **hparams} (config-file form)."""
+    return AttackSpec.parse(text).entry()
 
 
 def _batch_size(text: str):
@@ -222,13 +211,8 @@ def replace(cfg, **changes) -> ml_collections.ConfigDict:
 
 def attack_entry(a) -> tuple[str, dict]:
     """A config ``attacks`` entry -> (name, hparams)."""
-    if isinstance(a, str):
-        return a, {}
-    d = dict(a.to_dict() if isinstance(a, ml_collections.ConfigDict) else a)
-    if "name" not in d:
-        raise ValueError(f"attack entry {d} has no 'name'")
-    name = d.pop("name")
-    return name, d
+    spec = AttackSpec.from_entry(a)
+    return spec.name, spec.kwargs
 
 
 def check_shape(cfg) -> None:

@@ -51,6 +51,18 @@ class PartialCell:
     def save(self, b: int, arrays: dict) -> None:
         save_npz(self.file(b), {**arrays, "row": self.rows(b)})
 
+    def mark_started(self, b: int) -> None:
+        """Note that batch ``b`` is being computed (a marker file): a kill before its save leaves the
+        marker, so a rerun can count the batches it had to recompute."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / f"started-{b:04d}").touch()
+
+    def lost(self) -> int:
+        """Batches started by an earlier run but not saved (each recomputed by this one)."""
+        if not self.dir.is_dir():
+            return 0
+        return sum(1 for p in self.dir.glob("started-*") if self.load(int(p.name.split("-")[1])) is None)
+
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 

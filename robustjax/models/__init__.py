@@ -5,7 +5,17 @@
 network, its preprocessing and the key map from its published state dict.
 """
 
+from robustjax.models import ensemble, zoo
 from robustjax.models.classifier import Classifier
-from robustjax.models.zoo import HEADS, IMAGENETTE_CLASSES, load, names
+from robustjax.models.zoo import HEADS, IMAGENETTE_CLASSES, names
+
+
+def load(name: str, weights=None, head: str | None = None):
+    """The classifier ``name`` (:func:`robustjax.models.zoo.load`), or for ``ensemble:CHAIN`` Das et
+    al. 2017's voting ensemble of a vaccination folder (:func:`robustjax.models.ensemble.load_spec`)."""
+    if ensemble.is_spec(name):
+        return ensemble.load_spec(name, weights, head)
+    return zoo.load(name, weights, head)
+
 
 __all__ = ["Classifier", "HEADS", "IMAGENETTE_CLASSES", "load", "names"]

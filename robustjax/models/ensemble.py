@@ -27,6 +27,7 @@ its qualities, its base as ``M``).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ from flax import nnx
 
 from robustjax.checks import check_images
 from robustjax.defenses.jpeg import jpeg
+from robustjax.models import zoo
 
 PREFIX = "ensemble:"
 TRACES = {"members": 0}  # how often the mapped member body was traced (tests: once per shape)
@@ -151,8 +153,6 @@ class Ensemble:
 
 
 def _with_state(f, state):
-    import copy
-
     g = copy.copy(f)
     g.state = state
     return g
@@ -161,8 +161,6 @@ def _with_state(f, state):
 def from_chain(chain: str | Path, qualities: Sequence[int] | None = None, with_base: bool = True) -> Ensemble:
     """The ensemble of a vaccination folder (``chain.json`` + ``q<QQQ>/final``): its models voting on
     ``qualities`` (default: the chain's own), its base as ``M``. FileNotFoundError naming what is missing."""
-    from robustjax.models import zoo
-
     chain = Path(chain)
     spec = chain / "chain.json"
     if not spec.is_file():

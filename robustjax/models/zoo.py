@@ -117,12 +117,8 @@ def load(name: str, weights: str | Path | None = None, head: str | None = None) 
     efficientnet_lite0; converted once into ``ROBUSTJAX_CACHE``), a path to an original checkpoint
     file or to a converted folder, or ``"init"`` (random initialisation from PRNG key 0).
     ``head``: None (all logits) or ``"imagenette"`` (the 10 Imagenette logits of an ImageNet model).
-    ``name`` ``ensemble:CHAIN`` is Das et al. 2017's voting ensemble (:mod:`robustjax.models.ensemble`).
+    (``robustjax.models.load`` also takes Das et al. 2017's ``ensemble:CHAIN``.)
     """
-    if name.startswith("ensemble:"):
-        from robustjax.models import ensemble
-
-        return ensemble.load_spec(name, weights, head)
     mod = model_module(name)
     entry = MODELS.get(name)
     if head is not None:

@@ -1,7 +1,7 @@
 """JPEG as a defense: the differentiable codec, libjpeg's integer DCT, rounding surrogates, Pillow files.
 
 ``codec`` holds ``jpeg(x, quality, ...)`` and the ``jpeg:Q`` spec; ``islow`` libjpeg's integer
-"islow" DCT/IDCT; ``rounding`` the quantiser surrogates (cubic, ste, exact); ``files`` real JPEG
+"islow" DCT/IDCT; ``spec`` the ``jpeg:Q`` and ``jpeg:slq`` specs; ``rounding`` the quantiser surrogates (cubic, ste, exact); ``files`` real JPEG
 files through Pillow (the bitstream: size in bits per pixel, encode/decode round trips).
 
 The package itself is callable, ``robustjax.defenses.jpeg(x, quality)`` being ``codec.jpeg``: the
@@ -11,7 +11,7 @@ function was public under that name before the codec became a package.
 import sys
 import types
 
-from robustjax.defenses.jpeg import files, islow, rounding
+from robustjax.defenses.jpeg import files, islow, rounding, spec
 from robustjax.defenses.jpeg.codec import jpeg
 
 
@@ -22,4 +22,4 @@ class _CallablePackage(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallablePackage
 
-__all__ = ["files", "islow", "jpeg", "rounding"]
+__all__ = ["files", "islow", "jpeg", "rounding", "spec"]

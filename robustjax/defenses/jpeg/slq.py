@@ -17,6 +17,8 @@ import jax.numpy as jnp
 
 from robustjax.checks import check_images
 from robustjax.defenses.base import Defense
+from robustjax.defenses.jpeg import rounding as rounding_lib
+from robustjax.defenses.jpeg.codec import jpeg
 
 SHIELD_QUALITIES = (20, 40, 60, 80)
 
@@ -25,8 +27,6 @@ def slq(x: jax.Array, key: jax.Array, qualities=SHIELD_QUALITIES, block: int = 8
     """SLQ of float ``(N, H, W, 3)`` images in [0, 1] -> same shape; ``key`` (required) draws the
     per-region qualities; ``qualities`` in 1..100; ``block`` the region side in pixels (8 or 16);
     ``rounding`` the quantiser surrogate of :func:`robustjax.defenses.jpeg.jpeg`."""
-    from robustjax.defenses.jpeg.codec import jpeg
-
     check_images(x, "x")
     if key is None:
         raise ValueError("SLQ is randomised: pass a PRNG key (the defense's randomness comes from it)")
@@ -57,7 +57,5 @@ def defense(qualities: str = "20/40/60/80", block: str = "8", rounding: str = "c
         raise ValueError(f"SLQ qualities must lie in 1..100, got {list(qs)}")
     if b not in (8, 16):
         raise ValueError(f"SLQ block must be 8 or 16 pixels, got {b}")
-    from robustjax.defenses.jpeg import rounding as rounding_lib
-
     rounding_lib.get(rounding)
     return Defense(f"jpeg:slq:qualities={'/'.join(map(str, qs))}", lambda x, key=None: slq(x, key, qs, b, rounding), randomised=True)

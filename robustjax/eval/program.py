@@ -1,0 +1,223 @@
+"""The per-image program body both executors compile: keys, defended prediction, attack with its step count.
+
+Every program is a function of one image ``vmap``-ped over the batch: the image's keys come from
+its row (:func:`robustjax.keys.image_keys`), so its attack, its defense draws and its outcome do not
+depend on the batch size, the device count, the gathering of standing images or the resume point
+(the batched model and defense still run as one batch). The classifier's parameter state is an
+argument (``params``), placed on the devices once per model rather than baked into every program.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import jax
+import jax.numpy as jnp
+
+from robustjax.attacks.base import l2_norms, loss_grad
+from robustjax.attacks.iterative import advance, is_iterative, point
+from robustjax.attacks.threat import attacker_view
+from robustjax.eval.components import accepts_key
+from robustjax.keys import image_keys
+
+
+def params_of(f):
+    """The parameter state of a :class:`robustjax.models.Classifier` (``graphdef``/``state``), else None."""
+    return f.state if hasattr(f, "graphdef") and hasattr(f, "state") else None
+
+
+def with_state(f, state):
+    """A copy of classifier ``f`` whose parameters are ``state`` (e.g. traced inside jit); ``f`` for None."""
+    if state is None:
+        return f
+    g = copy.copy(f)
+    g.state = state
+    return g
+
+
+def scorer(f, defense, dkey):
+    """``images (N, ...) -> (N,) int32``: the defended model's classes ``argmax f(d(x, dkey))``."""
+    return lambda xs: jnp.argmax(f(defense(xs, dkey)), axis=-1).astype(jnp.int32)
+
+
+def attack_with_step(attack, view, x, y, key):
+    """``(x_adv, step[B] int32)``: an attack with a ``run`` method reporting ``iteration`` (APGD) or
+    ``queries`` (Square) gives its first fooling evaluation; any other attack -1."""
+    run = getattr(attack, "run", None)
+    if callable(run):
+        res = run(view, x, y, key=key) if accepts_key(run) else run(view, x, y)
+        step = getattr(res, "iteration", getattr(res, "queries", None))
+        if hasattr(res, "x_adv") and step is not None:
+            return res.x_adv, jnp.where(res.fooled, step, -1).astype(jnp.int32)
+    x_adv = attack(view, x, y, key=key) if accepts_key(attack) else attack(view, x, y)
+    return x_adv, jnp.full((x.shape[0],), -1, jnp.int32)
+
+
+def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_samples: int, minimum_norm: bool = False):
+    """``program(params, x, y, key, rows, eps) -> (clean_pred[D, B], adv_pred[E, D, B], step[E, D, B],
+    norm[B], grad_norm[B])`` for one grid job: its attack's final iterate at each budget.
+
+    ``x`` (B,S,S,3) in [0,1], ``y`` (B,) int, ``rows`` (B,) int32 the images' positions in the
+    evaluated set, ``eps`` (E,) the non-zero budgets, traced and vmapped (one compilation serves
+    the grid). ``make_attack(eps)`` builds the attack (``make_attack()`` for a minimum-norm one).
+    ``defenses``: the D defenses the adversarial examples are scored under, always as the defended
+    model ``f(d(x_adv))``; the attacker's view (``threat``) differentiates the first.
+
+    Outputs: ``clean_pred`` the defended model's class on the clean images; ``adv_pred`` its class at
+    each budget; ``step`` the attack's first fooling evaluation where it reports one (-1 otherwise
+    and where not broken); ``norm`` the L2 norm of the perturbation (minimum-norm attacks, else 0);
+    ``grad_norm`` the L2 norm of the attacker view's cross-entropy gradient at the clean image
+    (through and eot only, else 0), for the gradient-masking check.
+
+    ``minimum_norm`` (CW, DeepFool): the attack runs once, without a budget; ``eps`` are L2 bounds in
+    pixel units: an image counts as broken at bound b only if the attack fooled the defended model
+    with a perturbation of L2 norm <= b; otherwise its clean prediction counts (Räber et al. 2025's
+    protocol, as ``robustjax.attacks.l2_bounded_accuracy``).
+    """
+    D = len(defenses)
+
+    def program(params, x, y, key, rows, eps):
+        g = with_state(f, params)
+
+        def per_image(xi, yi, row):
+            out = body(g, xi[None], yi[None], *image_keys(key, row), eps)
+            return jax.tree.map(lambda a: a[..., 0], out)
+
+        clean_pred, adv_pred, step, norm, grad_norm = jax.vmap(per_image)(x, y, rows)  # image axis first
+        return clean_pred.T, jnp.moveaxis(adv_pred, 0, -1), jnp.moveaxis(step, 0, -1), norm, grad_norm
+
+    def body(g, x, y, dkey, akey, eps):
+        B = x.shape[0]
+
+        def preds(xs):  # (D, B) int32
+            return jnp.stack([scorer(g, d, dkey)(xs) for d in defenses])
+
+        clean_pred = preds(x)
+        zeros = jnp.zeros((B,), jnp.float32)
+        if n_attacked == 0:
+            none = jnp.zeros((0, D, B), jnp.int32)
+            return clean_pred, none, none, zeros, zeros
+        view = attacker_view(threat, g, defenses[0], dkey, eot_samples)
+        grad_norm = l2_norms(loss_grad(view, x, y)).astype(jnp.float32) if threat in ("through", "eot") else zeros
+
+        def broken_step(pred, step):  # step only where clean-correct and now wrong
+            return jnp.where((clean_pred == y) & (pred != y), step[None], -1)
+
+        if minimum_norm:
+            x_adv, step = attack_with_step(make_attack(), view, x, y, akey)
+            norm = l2_norms(x_adv - x)
+            within = norm[None, :] <= eps[:, None]  # (E, B)
+            pred = jnp.where(within[:, None, :], preds(x_adv)[None], clean_pred[None])  # (E, D, B)
+            return clean_pred, pred, jax.vmap(lambda p: broken_step(p, step))(pred), norm.astype(jnp.float32), grad_norm
+
+        def one(e):
+            x_adv, step = attack_with_step(make_attack(e), view, x, y, akey)
+            pred = preds(x_adv)
+            return pred, broken_step(pred, step)
+
+        adv_pred, step = jax.vmap(one)(eps)
+        return clean_pred, adv_pred, step, zeros, grad_norm
+
+    return program
+
+
+def clean_program(f, defense):
+    """``program(params, x, key, rows) -> clean_pred[B]``: the defended model's classes on the clean
+    images, with the grid's defense draws (the suite's clean figures equal the grid's)."""
+
+    def program(params, x, key, rows):
+        g = with_state(f, params)
+        return jax.vmap(lambda xi, row: scorer(g, defense, image_keys(key, row)[0])(xi[None])[0])(x, rows)
+
+    return program
+
+
+def _member_context(g, defense, member, make_attack, eot_samples, index, key, row, eps):
+    """One image's ``(score, view, attack, attack key)`` for suite member ``index``."""
+    dkey, akey = image_keys(key, row, index)
+    view = attacker_view(member.threat, g, defense, dkey, eot_samples)
+    return scorer(g, defense, dkey), view, make_attack(eps), akey
+
+
+def tracked_program(f, defense, member, make_attack, eot_samples: int, index: int, early_stop: bool = True):
+    """A tracked member (an iterative attack, :mod:`robustjax.attacks.iterative`) on a gathered
+    subset of one batch, its state kept on the devices between calls:
+
+    ``advance(params, x, y, rows, key, eps, state, found, pred, idx, i0, stop) -> (state, found, pred, iters)``
+
+    ``x, y, rows`` the whole batch (B rows); ``state`` the member's state for every row (leaves
+    ``(B, 1, ...)``), ``found`` (B,) int32 each row's first fooling step (-1 while standing), ``pred``
+    (B,) int32 the defended prediction there. ``idx`` (S,) int32 the rows to advance (a value >= B is
+    padding: computed on row B-1, written nowhere). Steps ``i0 + 1 .. stop`` run in a
+    ``lax.while_loop`` per image, each stopping at its first fooling step (``early_stop``); at
+    ``i0 == 0`` each gathered row starts from the attack's own start (``found`` 0 where the start
+    already fools). ``iters``: the most steps any gathered row ran."""
+
+    def advance_program(params, x, y, rows, key, eps, state, found, pred, idx, i0, stop):
+        g = with_state(f, params)
+        B = x.shape[0]
+        at = jnp.minimum(idx, B - 1)
+        xs, ys, rs = x[at], y[at], rows[at]
+
+        def start_one(xi, yi, row):
+            score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, index, key, row, eps)
+            s = attack.start(view, xi[None], yi[None], akey)
+            p = score(point(s))[0]
+            return s, jnp.where(p != yi, 0, -1).astype(jnp.int32), p
+
+        def gathered(_):
+            return jax.tree.map(lambda a: a[at], state), found[at], pred[at]
+
+        s0, f0, p0 = jax.lax.cond(i0 == 0, lambda _: jax.vmap(start_one)(xs, ys, rs), gathered, None)
+
+        def one(xi, yi, row, si, fi, pi):
+            score, view, attack, _ = _member_context(g, defense, member, make_attack, eot_samples, index, key, row, eps)
+            return advance(attack, view, score, xi[None], yi[None], si, fi, pi, i0, stop, early_stop)
+
+        s1, f1, p1, it = jax.vmap(one)(xs, ys, rs, s0, f0, p0)
+        put = lambda buf, v: buf.at[idx].set(v.astype(buf.dtype), mode="drop")  # noqa: E731
+        state = jax.tree.map(put, state, s1)
+        return state, put(found, f1), put(pred, p1), jnp.max(jnp.where(idx < B, it, 0))
+
+    return advance_program
+
+
+def state_shapes(f, defense, member, make_attack, eot_samples: int, image_shape, eps: float):
+    """The per-image state leaves of a tracked member (``(1, ...)`` shapes and dtypes), abstractly."""
+
+    def start(x, y):
+        key = jax.random.PRNGKey(0)
+        _, view, attack, akey = _member_context(f, defense, member, make_attack, eot_samples, 0, key, 0, eps)
+        return attack.start(view, x, y, akey)
+
+    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    return jax.eval_shape(start, x, jax.ShapeDtypeStruct((1,), jnp.int32))
+
+
+def member_program(f, defense, member, make_attack, eot_samples: int, index: int):
+    """``program(params, x, y, rows, key, eps, idx) -> (broken[S], pred[S], step[S], iters)`` for a
+    member that is not tracked (APGD/APGD-T/Square keep their own best point; any other attack's
+    final point is scored) on the gathered rows ``idx`` of the batch (padding as :func:`tracked_program`)."""
+
+    def program(params, x, y, rows, key, eps, idx):
+        g = with_state(f, params)
+        at = jnp.minimum(idx, x.shape[0] - 1)
+
+        def one(xi, yi, row):
+            score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, index, key,
+                                                        row, eps)
+            xa, step = attack_with_step(attack, view, xi[None], yi[None], akey)
+            p = score(xa)
+            broken = p != yi[None]
+            iters = int(getattr(attack, "steps", getattr(attack, "queries", 1)))
+            return broken[0], p[0], jnp.where(broken, step, -1)[0], iters
+
+        broken, pred, step, iters = jax.vmap(one)(x[at], y[at], rows[at])
+        return broken, pred, step, jnp.max(iters)
+
+    return program
+
+
+def is_tracked(attack) -> bool:
+    """Whether a suite member runs as a tracked loop (its attack exposes start and step)."""
+    return is_iterative(attack)

@@ -1,0 +1,223 @@
+"""The suite executor (``--attack adaptive``): members run per image with best-adversarial semantics,
+spending compute only on images still standing; ``execute(ctx, job)`` as the grid's executor.
+
+Why: the honest figure is the per-image worst case, and most images break early, so an image that
+is misclassified clean, or already broken by some member at some step, needs no more compute.
+
+Semantics (the grid's paper-reproduction cells keep torchattacks' final iterate instead):
+
+- Budgets run in increasing order and are *nested*: the L-inf (or L2) ball of a smaller budget lies
+  inside a larger one's, so an image broken at a smaller budget counts as broken at every larger
+  one, with the same adversarial point, prediction and step, and is not attacked again.
+- At each budget, images misclassified clean are never attacked; member 1 attacks the others; each
+  later member attacks only the images every earlier member left standing.
+- An image counts as broken by a member if the *defended* model ``f(d(x))`` misclassified it at any
+  step. Iterative attacks (FGSM, iFGSM/BIM, PGD L-inf and L2, MI-FGSM) run as tracked loops of their
+  own start and step (:func:`robustjax.eval.program.tracked_program`): every :data:`SEGMENT` steps
+  the images still standing are gathered on the devices into the smallest of the batch's
+  :func:`shapes` that holds them. APGD/APGD-T/Square keep their own best-point tracking; any other
+  attack's final point is scored.
+
+Execution: the images stream in batches from the decode cache, sharded over every device of every
+process, as the grid's; each batch is finished (every budget, every member) and saved under
+``out/partial`` before the next, so a kill loses at most the batch in flight, and randomness per
+image (:mod:`robustjax.keys`) makes the rerun's outcomes identical to an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robustjax import data as rdata
+from robustjax.eval import precision as _precision
+from robustjax.eval import program as P
+from robustjax.eval import records
+from robustjax.eval.context import Context
+from robustjax.eval.partial import PartialCell, resume_point
+from robustjax.eval.plan import Job
+from robustjax.eval.progress import bar, decode_cache
+
+SEGMENT = 2  # steps a tracked member runs between two gatherings of its standing images
+SEMANTICS = "adaptive: best adversarial per image, any step; nested budgets (broken at a smaller eps stays broken)"
+
+
+def shapes(batch: int, devices: int) -> list[int]:
+    """The gathered-call sizes of a batch, ascending: ``batch``, ``batch/2``, ``batch/4`` rounded up to
+    a multiple of ``devices``. Few shapes, since on CPU a compilation costs hundreds of passes."""
+    return sorted({max(devices, -(-(batch // k) // devices) * devices) for k in (1, 2, 4)})
+
+
+class Members:
+    """The compiled member programs of one suite cell, compiled lazily per (member, shape)."""
+
+    def __init__(self, ctx: Context, job: Job, f, params, key, batch: int):
+        self.ctx, self.job, self.f, self.params, self.key, self.batch = ctx, job, f, params, key, batch
+        self.defense = ctx.defenses[job.defenses[0]]
+        self.shapes = shapes(batch, ctx.mesh.size)
+        self.programs: dict = {}
+        self.compile_s = 0.0
+        self.tracked = [P.is_tracked(self.make_attack(m)(1 / 255)) for m in job.members]
+
+    def make_attack(self, member):
+        return lambda e: self.ctx.comp.get_attack(member.attack.name, eps=e, **member.attack.kwargs)
+
+    def _state_shapes(self, i: int):
+        m = self.job.members[i]
+        S = self.ctx.resize.size
+        return P.state_shapes(self.f, self.defense, m, self.make_attack(m), int(self.ctx.cfg.eot_samples), (S, S, 3), 1 / 255)
+
+    def program(self, i: int, size: int):
+        """Member ``i``'s compiled program for ``size`` gathered rows."""
+        if (i, size) in self.programs:
+            return self.programs[i, size]
+        ctx, mesh, m = self.ctx, self.ctx.mesh, self.job.members[i]
+        rep, dat, B, S = mesh.replicated, mesh.data, self.batch, ctx.resize.size
+        eot = int(ctx.cfg.eot_samples)
+        sds = jax.ShapeDtypeStruct
+        common = (self.params, sds((B, S, S, 3), jnp.float32, sharding=dat), sds((B,), jnp.int32, sharding=dat),
+                  sds((B,), jnp.int32, sharding=dat), sds((2,), jnp.uint32, sharding=rep), sds((), jnp.float32, sharding=rep))
+        idx = sds((size,), jnp.int32, sharding=rep)
+        t0 = time.perf_counter()
+        if self.tracked[i]:
+            fn = P.tracked_program(self.f, self.defense, m, self.make_attack(m), eot, i)
+            leaves = jax.tree.map(lambda a: sds((B, *a.shape), a.dtype, sharding=dat), self._state_shapes(i))
+            state_sh = jax.tree.map(lambda _: dat, leaves)
+            jitted = jax.jit(_precision.program(fn, ctx.precision), donate_argnums=(6,),
+                             in_shardings=(rep, dat, dat, dat, rep, rep, state_sh, rep, rep, rep, rep, rep),
+                             out_shardings=(state_sh, rep, rep, rep))
+            vec = sds((B,), jnp.int32, sharding=rep)
+            scalar = sds((), jnp.int32, sharding=rep)
+            compiled = jitted.lower(*common, leaves, vec, vec, idx, scalar, scalar).compile()
+        else:
+            fn = P.member_program(self.f, self.defense, m, self.make_attack(m), eot, i)
+            jitted = jax.jit(_precision.program(fn, ctx.precision), in_shardings=(rep, dat, dat, dat, rep, rep, rep),
+                             out_shardings=(rep,) * 4)
+            compiled = jitted.lower(*common, idx).compile()
+        self.compile_s += time.perf_counter() - t0
+        self.programs[i, size] = compiled
+        return compiled
+
+    def size_for(self, count: int) -> int:
+        return next(s for s in self.shapes if s >= count)
+
+    def attack(self, i: int, batch_args, eps, rows: np.ndarray):
+        """Member ``i`` on the batch's positions ``rows`` at budget ``eps``: ``(broken, pred, step, passes)``
+        over ``rows`` (passes: gathered rows per call, padding included, x iterations run)."""
+        mesh, B = self.ctx.mesh, self.batch
+        e = jax.device_put(np.float32(eps), mesh.replicated)
+        if not self.tracked[i]:
+            size = self.size_for(len(rows))
+            idx = _padded(rows, size, B)
+            broken, pred, step, iters = (np.asarray(a) for a in self.program(i, size)(*batch_args, e, idx))
+            n = len(rows)
+            return broken[:n], pred[:n], step[:n], size * int(iters)
+        steps = int(self.make_attack(self.job.members[i])(eps).steps)
+        state = jax.tree.map(lambda a: jnp.zeros((B, *a.shape), a.dtype, device=mesh.data), self._state_shapes(i))
+        found = jax.device_put(np.full(B, -1, np.int32), mesh.replicated)
+        pred = jax.device_put(np.zeros(B, np.int32), mesh.replicated)
+        active, done, passes = rows, 0, 0
+        while done < steps and len(active):
+            stop = min(done + SEGMENT, steps)
+            size = self.size_for(len(active))
+            state, found, pred, iters = self.program(i, size)(*batch_args, e, state, found, pred,
+                                                              _padded(active, size, B), np.int32(done), np.int32(stop))
+            passes += size * int(iters)
+            active = active[np.asarray(found)[active] < 0]
+            done = stop
+        found, pred = np.asarray(found), np.asarray(pred)
+        return found[rows] >= 0, pred[rows], found[rows], passes
+
+
+def _padded(rows: np.ndarray, size: int, fill: int) -> np.ndarray:
+    """``rows`` padded to ``size`` with ``fill`` (an index past the batch: computed, written nowhere)."""
+    return np.concatenate([rows, np.full(size - len(rows), fill, np.int32)]).astype(np.int32)
+
+
+def _attack_batch(members: Members, batch_args, clean: np.ndarray, labels: np.ndarray, count: int, attacked) -> dict:
+    """Every budget (ascending, nested) and every member on one batch; its arrays and counters."""
+    M, E = len(members.job.members), len(attacked)
+    adv_pred, step = np.tile(clean, (E, 1)), np.full((E, len(clean)), -1, np.int32)
+    counters = {k: np.zeros((M, E), np.int64) for k in ("attacked", "broken", "passes")}
+    standing = np.flatnonzero(clean[:count] == labels[:count]).astype(np.int32)
+    fallen, fallen_pred, fallen_step = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32)
+    for j in np.argsort(attacked, kind="stable"):
+        adv_pred[j, fallen], step[j, fallen] = fallen_pred, fallen_step  # broken at a smaller budget: kept
+        for i in range(M):
+            if not len(standing):
+                break
+            broken, pred, st, passes = members.attack(i, batch_args, attacked[j], standing)
+            hit = standing[broken]
+            adv_pred[j, hit], step[j, hit] = pred[broken], st[broken]
+            for k, v in (("attacked", len(standing)), ("broken", len(hit)), ("passes", passes)):
+                counters[k][i, j] = v
+            fallen = np.concatenate([fallen, hit])
+            fallen_pred, fallen_step = np.concatenate([fallen_pred, pred[broken]]), np.concatenate([fallen_step, st[broken]])
+            standing = standing[~broken]
+    return {"clean_pred": clean[:count], "adv_pred": adv_pred[:, :count], "step": step[:, :count], **counters}
+
+
+def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
+    """Run one suite cell over ``ctx.ds``; ``[(record without key/settings, outcome arrays)]``.
+
+    The record adds ``suite``: per member its label, norm, and per budget the images it attacked,
+    broke, and the model passes it spent (images in each compiled call, padding included, x
+    iterations run), and ``timing.recomputed_batches``: batches an earlier, killed run had started."""
+    cfg, mesh, ds = ctx.cfg, ctx.mesh, ctx.ds
+    batch = mesh.global_batch(int(ctx.batch))
+    f = _precision.classifier(ctx.f, ctx.precision)
+    params = P.params_of(f)
+    params = None if params is None else jax.device_put(params, mesh.replicated)
+    key = jax.device_put(ctx.seed_key(), mesh.replicated)
+    n, total = len(ds), rdata.num_batches(len(ds), batch)
+    labels = np.asarray(ds.labels, np.int32)
+    part = PartialCell(cfg.out, ctx.key(job.cells()[0]), batch, n)
+    start, (loaded,) = resume_point([part], total)
+    lost = part.lost()
+    if start:
+        ctx.log(f"    resuming at batch {start + 1} of {total}: {start} batch(es) read from {part.dir.parent}")
+    members = Members(ctx, job, f, params, key, batch)
+    defense = ctx.defenses[job.defenses[0]]
+    clean_fn = jax.jit(_precision.program(P.clean_program(f, defense), ctx.precision),
+                       in_shardings=(mesh.replicated, mesh.data, mesh.replicated, mesh.data), out_shardings=mesh.replicated)
+    attacked = ctx.attacked
+    progress = bar(n - start * batch) if ctx.progress and start < total else None
+    t0, first = time.perf_counter(), None
+    try:
+        for bt in rdata.batches(ds, batch, ctx.resize, start=start, process_index=mesh.process_index,
+                                process_count=mesh.process_count, cache=decode_cache(ds, ctx.resize)):
+            if mesh.process_index == 0:
+                part.mark_started(bt.index)
+            lo = bt.index * batch
+            local = len(bt.y)
+            mine = lo + mesh.process_index * local
+            rows = mesh.put(np.arange(mine, mine + local, dtype=np.int32), batch)
+            args = (params, mesh.put(bt.x, batch), mesh.put(bt.y, batch), rows, key)
+            clean = np.asarray(clean_fn(params, args[1], key, rows))
+            batch_labels = np.full(batch, -1, np.int32)
+            batch_labels[:bt.count] = labels[lo:lo + bt.count]
+            arr = _attack_batch(members, args, clean, batch_labels, bt.count, attacked)
+            if mesh.process_index == 0:
+                part.save(bt.index, arr)
+            loaded.append(arr)
+            if progress is not None:
+                progress.update(bt.count)
+            if first is None:
+                first = (time.perf_counter() - t0 - members.compile_s, bt.count)
+    finally:
+        if progress is not None:
+            progress.close()
+    run_s = time.perf_counter() - t0 - members.compile_s
+    arr = records.cell_arrays(loaded, np.asarray(cfg.eps, np.float64), labels, ds.ids)
+    suite = [{"member": m.label, "norm": m.attack.norm,
+              **{k: [int(v) for v in sum((b[k][i] for b in loaded), np.zeros(len(attacked), np.int64))]
+                 for k in ("attacked", "broken", "passes")}}
+             for i, m in enumerate(job.members)]
+    timing = records.timing(members.compile_s, run_s, first, n - min(n, start * batch), len(attacked), 1, start, lost)
+    norms = {m.attack.norm for m in job.members}
+    rec = records.record(arr, timing=timing, budget=norms.pop() if len(norms) == 1 else "linf", batch=batch,
+                         precision=ctx.precision, mesh=mesh.describe(), suite=suite, semantics=SEMANTICS)
+    return [(rec, arr)]
