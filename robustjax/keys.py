@@ -16,11 +16,8 @@ def seed_key(seed: int) -> jax.Array:
     return jax.random.PRNGKey(int(seed))
 
 
-def image_keys(key: jax.Array, row, member: int | None = None) -> tuple[jax.Array, jax.Array]:
-    """``(defense key, attack key)`` of the image at ``row`` (traced or concrete int), for the adaptive
-    suite's ``member`` (None: a grid cell, whose keys are also the clean prediction's)."""
-    k = jax.random.fold_in(key, row)
-    if member is not None:
-        k = jax.random.fold_in(k, member)
-    dkey, akey = jax.random.split(k)
+def image_keys(key: jax.Array, row) -> tuple[jax.Array, jax.Array]:
+    """``(defense key, attack key)`` of the image at ``row`` (traced or concrete int); the defense key
+    is also the one the clean prediction is scored with."""
+    dkey, akey = jax.random.split(jax.random.fold_in(key, row))
     return dkey, akey

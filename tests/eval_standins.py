@@ -62,7 +62,7 @@ class Iterative:
     steps: int = 1
     alpha: float | None = None
     random_start: bool = False
-    unroll = True
+    unroll = None
 
     def check(self, f, x, y, key=None):
         pass

@@ -63,6 +63,17 @@ class PartialCell:
             return 0
         return sum(1 for p in self.dir.glob("started-*") if self.load(int(p.name.split("-")[1])) is None)
 
+    def count_lost(self) -> int:
+        """Add this run's :meth:`lost` batches to the cell's running total (``lost.txt``) and return
+        the total: the batches the cell's runs have recomputed because a kill cut them short."""
+        total_file = self.dir / "lost.txt"
+        before = int(total_file.read_text()) if total_file.is_file() else 0
+        total = before + self.lost()
+        if total != before:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            total_file.write_text(f"{total}\n")
+        return total
+
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 

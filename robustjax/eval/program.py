@@ -133,8 +133,9 @@ def clean_program(f, defense):
 
 
 def _member_context(g, defense, member, make_attack, eot_samples, index, key, row, eps):
-    """One image's ``(score, view, attack, attack key)`` for suite member ``index``."""
-    dkey, akey = image_keys(key, row, index)
+    """One image's ``(score, view, attack, attack key)`` for a suite member (the keys of the grid cell
+    of the same attack and threat: ``index`` does not enter them)."""
+    dkey, akey = image_keys(key, row)
     view = attacker_view(member.threat, g, defense, dkey, eot_samples)
     return scorer(g, defense, dkey), view, make_attack(eps), akey
 
@@ -182,15 +183,16 @@ def tracked_program(f, defense, member, make_attack, eot_samples: int, index: in
     return advance_program
 
 
-def state_shapes(f, defense, member, make_attack, eot_samples: int, image_shape, eps: float):
-    """The per-image state leaves of a tracked member (``(1, ...)`` shapes and dtypes), abstractly."""
+def state_shapes(f, defense, member, make_attack, eot_samples: int, image_shape, eps: float, dtype=jnp.float32):
+    """The per-image state leaves of a tracked member (``(1, ...)`` shapes and dtypes), abstractly,
+    for images of ``dtype``."""
 
     def start(x, y):
         key = jax.random.PRNGKey(0)
         _, view, attack, akey = _member_context(f, defense, member, make_attack, eot_samples, 0, key, 0, eps)
         return attack.start(view, x, y, akey)
 
-    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    x = jax.ShapeDtypeStruct((1, *image_shape), dtype)
     return jax.eval_shape(start, x, jax.ShapeDtypeStruct((1,), jnp.int32))
 
 

@@ -165,7 +165,8 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
 
     The record adds ``suite``: per member its label, norm, and per budget the images it attacked,
     broke, and the model passes it spent (images in each compiled call, padding included, x
-    iterations run), and ``timing.recomputed_batches``: batches an earlier, killed run had started."""
+    iterations run), and ``timing.recomputed_batches``: batches that killed runs of the cell had started
+    but not saved, each computed again (at most one per kill)."""
     cfg, mesh, ds = ctx.cfg, ctx.mesh, ctx.ds
     batch = mesh.global_batch(int(ctx.batch))
     f = _precision.classifier(ctx.f, ctx.precision)
@@ -176,7 +177,7 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
     labels = np.asarray(ds.labels, np.int32)
     part = PartialCell(cfg.out, ctx.key(job.cells()[0]), batch, n)
     start, (loaded,) = resume_point([part], total)
-    lost = part.lost()
+    lost = part.count_lost() if mesh.process_index == 0 else 0
     if start:
         ctx.log(f"    resuming at batch {start + 1} of {total}: {start} batch(es) read from {part.dir.parent}")
     members = Members(ctx, job, f, params, key, batch)
