@@ -4,6 +4,7 @@ per-image outcomes of 1 x 1 and 1 x 4, write one store once, and a process that 
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,3 +66,34 @@ def test_a_dead_process_ends_the_other_with_a_clear_error(tmp_path):
     assert all(p.poll() is not None for p in c.procs)
     lines = store.read_bytes().split(b"\n")
     assert lines[-1] == b"" and all(json.loads(x)["processes"] == 2 for x in lines[:-1])  # no torn record
+
+
+# the grid's flags less its attacks and defenses (the config's suite and defenses stand)
+SUITE = ["--config", str(ROOT / "tests" / "data" / "suite_layout.py"),
+         *[a for i, a in enumerate(GRID) if a not in ("--attack", "--defense") and GRID[i - 1] not in ("--attack", "--defense")]]
+
+
+def test_suite_outcomes_do_not_depend_on_processes_devices_or_batch(tmp_path):
+    """The adaptive suite on 1 process x 1 device, 1 x 4, 2 processes x 2 devices, and at batch 8 and
+    32: byte-identical per-image outcomes (the suite gathers its standing images on the devices)."""
+    suite = SUITE
+    for name, devices, extra in (("one", None, ()), ("four", 4, ()), ("b32", None, ("--batch-size", "32"))):
+        p = subprocess.run([sys.executable, str(SCRIPT), *suite, "--out", str(tmp_path / name), *extra],
+                           env=env(devices), capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+    e = env()
+    e.pop("ROBUSTJAX_IMAGE_CACHE_MB", None)
+    c = LocalCluster([sys.executable, str(SCRIPT), *suite, "--out", str(tmp_path / "two")], processes=2, devices=2,
+                     logdir=tmp_path / "logs-suite", env=e, heartbeat_s=10).start()
+    assert c.wait(timeout_s=400) == [0, 0]
+    recs = {d: records(tmp_path / d) for d in ("one", "four", "b32", "two")}
+    assert {(r["processes"], r["devices"]) for r in recs["two"]} == {(2, 4)}
+    keys = sorted(r["key"] for r in recs["one"])
+    assert len(keys) == 2 and all(sorted(r["key"] for r in v) == keys for v in recs.values())
+    assert {r["batch_size"] for r in recs["b32"]} == {32}
+    for k in keys:
+        want = (tmp_path / "one" / "outcomes" / f"{k}.npz").read_bytes()
+        for d in ("four", "b32", "two"):
+            assert (tmp_path / d / "outcomes" / f"{k}.npz").read_bytes() == want, (d, k)
+    noisy = next(r for r in recs["one"] if r["settings"]["defense"] == "noise:16")
+    assert 0 < noisy["correct"][-1] < noisy["correct"][0]  # not vacuous: the suite broke some images, not all
