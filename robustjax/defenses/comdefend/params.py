@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustjax import checkpoints
+from robustjax import checkpoints, hub
 from robustjax.defenses.comdefend.net import ComDefendNet, create, variant_config
 from robustjax.porting import Rule, conv_kernel
 
@@ -110,26 +110,16 @@ FAMILY = checkpoints.register_family(
 
 
 def default_weights(variant: str = "cifar") -> Path:
-    root = checkpoints.weights_root()
-    enc = WEIGHT_FILES[variant][0]
-    if root is None:
-        raise FileNotFoundError(
-            f"ComDefend weights: set ROBUSTJAX_WEIGHTS to a folder holding comdefend/{enc} and its dec* sibling, "
-            "or pass weights=PATH"
-        )
-    path = root / "comdefend" / enc
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"ComDefend weights not found at {path}; put the authors' files there or convert them with "
-            f"`python -m checkpoints_convert comdefend SRC DST` and pass weights=DST"
-        )
-    return path
+    """The authors' encoder file (its decoder beside it): under ``ROBUSTJAX_WEIGHTS/comdefend/``, else
+    downloaded once and verified (:mod:`robustjax.hub`, entry ``comdefend:VARIANT``)."""
+    variant_config(variant)
+    return hub.path(f"comdefend:{variant}")
 
 
 @functools.lru_cache(maxsize=8)
 def load(weights: str | None = None, variant: str = "cifar") -> ComDefendNet:
     """Pretrained networks: ``weights`` is a converted folder, a published file, or None (the
-    authors' files under ``ROBUSTJAX_WEIGHTS/comdefend/``, converted once into the cache)."""
+    authors' files, see :func:`default_weights`, converted once into the cache)."""
     variant_config(variant)
     if weights is not None and checkpoints.is_converted(weights):
         module, metadata = checkpoints.load(weights)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from robustjax import checkpoints
+from robustjax import checkpoints, hub
 from robustjax.defenses.hific.net import LIKELIHOODS, HiFiC
 from robustjax.porting import CheckpointMismatchError, Ignore, Rule, conv_kernel, conv_transpose_kernel, load_into
 from robustjax.torch_reader import read_torch
@@ -181,17 +181,15 @@ class MissingCheckpointError(FileNotFoundError, ValueError):
 
 
 def load(variant: str = "low", weights: str | os.PathLike | None = None) -> tuple[HiFiC, dict]:
-    """HiFiC ``variant`` from ``weights`` (published ``.pt`` or converted folder) or the weights directory."""
+    """HiFiC ``variant`` from ``weights`` (published ``.pt`` or converted folder) or, when None, the published
+    file (:mod:`robustjax.hub`: ``ROBUSTJAX_WEIGHTS/hific/``, else downloaded once from Zenodo, about 2 GB)."""
     if weights is None:
-        root = checkpoints.weights_root()
-        path = None if root is None else root / "hific" / published_name(variant)
-        if path is None or not path.is_file():
-            looked = "ROBUSTJAX_WEIGHTS is not set" if root is None else f"looked for {path}"
+        try:
+            path = hub.path(f"hific:{variant}")
+        except hub.MissingWeightsError as e:
             raise MissingCheckpointError(
-                f"HiFiC {variant} checkpoint not found ({looked}). Download HIFIC-{variant} from {SOURCE_URL} "
-                f"and put it at $ROBUSTJAX_WEIGHTS/hific/{published_name(variant)} (converted on first use), or "
-                f"convert it once with `python -m checkpoints_convert hific {published_name(variant)} DST` and pass "
-                f"hific:{variant}:weights=DST.")
+                f"HiFiC {variant} checkpoint: {e}; or convert it once with `python -m checkpoints_convert hific "
+                f"{published_name(variant)} DST` and pass hific:{variant}:weights=DST") from e
     else:
         path = Path(weights)
         if not path.exists():
