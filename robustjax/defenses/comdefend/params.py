@@ -22,7 +22,8 @@ def rules(variant: str = "cifar") -> list[Rule]:
     PyTorch layout (``enc.features.{2i}.weight``: Conv2d at even indices, ELU between)."""
     v = variant_config(variant)
     out = []
-    for side, target, depth in (("enc|com|comcnn|encoder", "com", len(v["com"]) + 1), ("dec|rec|reccnn|decoder", "rec", len(v["rec"]) + 1)):
+    sides = (("enc|com|comcnn|encoder", "com", len(v["com"]) + 1), ("dec|rec|reccnn|decoder", "rec", len(v["rec"]) + 1))
+    for side, target, depth in sides:
         for i in range(depth):
             out += [
                 Rule(rf"(?:{side})\.{i}\.W", f"{target}.net.layers.{i}.kernel"),
@@ -78,7 +79,8 @@ def read(path: str | Path) -> dict[str, np.ndarray]:
     if path.is_dir():
         pairs = [(path / e, path / d) for e, d in WEIGHT_FILES.values() if (path / e).is_file()]
         if len(pairs) != 1:
-            raise ValueError(f"{path}: expected exactly one encoder file among {[e for e, _ in WEIGHT_FILES.values()]}; pass the file itself")
+            encoders = [e for e, _ in WEIGHT_FILES.values()]
+            raise ValueError(f"{path}: expected exactly one encoder file among {encoders}; pass the file itself")
         path = pairs[0][0]
     if not path.is_file():
         raise FileNotFoundError(f"ComDefend weights not found: {path}")

@@ -48,7 +48,8 @@ RULES = [
     Rule(r"(g_a|g_s)\.(\d+)\.(conv\d)\.weight", r"\1.layers.\2.\3.kernel", conv_kernel),
     Rule(r"(g_a|g_s)\.(\d+)\.(conv\d)\.bias", r"\1.layers.\2.\3.bias"),
     # attention blocks: residual units conv_{a,b}.{0,1,2}.conv.{0,2,4}, and conv_b.3
-    Rule(r"(g_a|g_s)\.(\d+)\.(conv_[ab])\.(\d)\.conv\.(\d)\.weight", r"\1.layers.\2.\3.layers.\4.conv.layers.\5.kernel", conv_kernel),
+    Rule(r"(g_a|g_s)\.(\d+)\.(conv_[ab])\.(\d)\.conv\.(\d)\.weight", r"\1.layers.\2.\3.layers.\4.conv.layers.\5.kernel",
+         conv_kernel),
     Rule(r"(g_a|g_s)\.(\d+)\.(conv_[ab])\.(\d)\.conv\.(\d)\.bias", r"\1.layers.\2.\3.layers.\4.conv.layers.\5.bias"),
     Rule(r"(g_a|g_s)\.(\d+)\.conv_b\.3\.weight", r"\1.layers.\2.conv_b.layers.3.kernel", conv_kernel),
     Rule(r"(g_a|g_s)\.(\d+)\.conv_b\.3\.bias", r"\1.layers.\2.conv_b.layers.3.bias"),
@@ -208,7 +209,8 @@ def load(quality: str = "0016", weights: str | os.PathLike | None = None) -> tup
     else:
         path = Path(weights)
         if not path.exists():
-            raise MissingCheckpointError(f"ELIC weights {path} do not exist (a published .pth.tar or a converted folder)")
+            raise MissingCheckpointError(
+                f"ELIC weights {path} do not exist (a published .pth.tar or a converted folder)")
     return checkpoints.load_family("elic", path, {"quality": quality})
 
 

@@ -82,7 +82,8 @@ class NotHificCheckpointError(CheckpointMismatchError):
             self,
             f"not a HiFiC checkpoint: {why}. Expected the published hific_{{low,med,hi}}.pt layout: a dict with "
             "'model_state_dict' (Encoder.*, Generator.*, Hyperprior.*) and 'args' (n_residual_blocks, "
-            "likelihood_type, normalize_input_image, ...), as saved by the reference's train.py; files from " + SOURCE_URL)
+            "likelihood_type, normalize_input_image, ...), as saved by the reference's train.py; files from "
+            + SOURCE_URL)
         self.unmapped, self.missing, self.shape_mismatch = [], [], []
 
 
@@ -115,7 +116,8 @@ def split_checkpoint(ckpt) -> tuple[dict, dict, list[str]]:
             raise NotHificCheckpointError(f"no {key!r} entry (top-level keys: {', '.join(sorted(map(str, ckpt)))})")
     unknown = [k for k in ckpt if k not in ("model_state_dict", "args") + TRAINING_ENTRIES]
     if unknown:
-        raise NotHificCheckpointError(f"unknown top-level entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(str, unknown))}")
+        entries = "entry" if len(unknown) == 1 else "entries"
+        raise NotHificCheckpointError(f"unknown top-level {entries} {', '.join(map(str, unknown))}")
     sd = ckpt["model_state_dict"]
     if not isinstance(sd, dict) or not sd:
         raise NotHificCheckpointError("'model_state_dict' is empty or not a dict")
@@ -135,8 +137,8 @@ def create(C: int = 220, n_residual_blocks: int = 9, likelihood: str = "gaussian
     return HiFiC(C, n_residual_blocks, likelihood, normalize_input_image, rngs=rngs or nnx.Rngs(0))
 
 
-def abstract(C: int = 220, n_residual_blocks: int = 9, likelihood: str = "gaussian", normalize_input_image: bool = False,
-             variant: str | None = None) -> HiFiC:
+def abstract(C: int = 220, n_residual_blocks: int = 9, likelihood: str = "gaussian",
+             normalize_input_image: bool = False, variant: str | None = None) -> HiFiC:
     """HiFiC with shape-only variables, to be filled by a checkpoint (``load_into`` / orbax restore)."""
     return nnx.eval_shape(lambda: HiFiC(C, n_residual_blocks, likelihood, normalize_input_image, rngs=nnx.Rngs(0)))
 
