@@ -84,7 +84,7 @@ def _fetch_once(url: str, dst: Path, sha256: str | None, size: int | None) -> st
                                  f"expected {want}); a link that needs a browser session cannot be fetched here")
         for expected in (size, announced):
             if expected is not None and received != expected:
-                raise DownloadError(f"{url}: received {received} bytes, expected {expected} (truncated transfer)")
+                raise DownloadError(f"received {received} bytes, expected {expected} (truncated transfer)")
         if sha256 is not None and got != sha256:
             raise IntegrityError(f"{url}: received sha256 {got}, expected the published {sha256}")
         os.replace(tmp, dst)
