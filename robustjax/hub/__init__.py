@@ -45,8 +45,9 @@ def download_root() -> Path:
 
 
 def _local_root() -> Path | None:
-    value = os.environ.get("ROBUSTJAX_WEIGHTS")
-    return Path(value) if value else None
+    from robustjax.checkpoints import weights_root
+
+    return weights_root()
 
 
 def _sha256(path: Path) -> str:

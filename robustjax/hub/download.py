@@ -58,7 +58,8 @@ def _looks_like_html(content_type: str, head: bytes) -> bool:
 
 
 def _fetch_once(url: str, dst: Path, sha256: str | None, size: int | None) -> str:
-    """One attempt: stream ``url`` into a private ``.partial`` file, verify, rename onto ``dst``."""
+    """One attempt: stream ``url`` into a private ``.partial`` file, verify, write the record, rename onto
+    ``dst``; returns the sha256 received."""
     from tqdm import tqdm
 
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.partial")
@@ -87,6 +88,8 @@ def _fetch_once(url: str, dst: Path, sha256: str | None, size: int | None) -> st
                 raise DownloadError(f"received {received} bytes, expected {expected} (truncated transfer)")
         if sha256 is not None and got != sha256:
             raise IntegrityError(f"{url}: received sha256 {got}, expected the published {sha256}")
+        record = {"url": url, "sha256": got, "size": received, "pinned": sha256 is not None}
+        record_path(dst).write_text(json.dumps(record, indent=2) + "\n")  # before the file: never one without it
         os.replace(tmp, dst)
         return got
     finally:
@@ -113,13 +116,10 @@ def fetch(urls: Sequence[str], dst: str | os.PathLike, sha256: str | None = None
         for url in urls:
             for _attempt in range(2):
                 try:
-                    got = _fetch_once(url, dst, sha256, size)
+                    _fetch_once(url, dst, sha256, size)
+                    return dst
                 except (IntegrityError, OSError, http.client.HTTPException) as e:
                     last = e
-                else:
-                    record = {"url": url, "sha256": got, "size": dst.stat().st_size, "pinned": sha256 is not None}
-                    record_path(dst).write_text(json.dumps(record, indent=2) + "\n")
-                    return dst
             failures.append(f"{url}: {last}")
         if isinstance(last, IntegrityError):
             raise last
