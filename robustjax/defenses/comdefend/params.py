@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustjax import checkpoints
+from robustjax import checkpoints, hub
 from robustjax.defenses.comdefend.net import ComDefendNet, create, variant_config
 from robustjax.porting import Rule, conv_kernel
 
@@ -22,7 +22,8 @@ def rules(variant: str = "cifar") -> list[Rule]:
     PyTorch layout (``enc.features.{2i}.weight``: Conv2d at even indices, ELU between)."""
     v = variant_config(variant)
     out = []
-    for side, target, depth in (("enc|com|comcnn|encoder", "com", len(v["com"]) + 1), ("dec|rec|reccnn|decoder", "rec", len(v["rec"]) + 1)):
+    sides = (("enc|com|comcnn|encoder", "com", len(v["com"]) + 1), ("dec|rec|reccnn|decoder", "rec", len(v["rec"]) + 1))
+    for side, target, depth in sides:
         for i in range(depth):
             out += [
                 Rule(rf"(?:{side})\.{i}\.W", f"{target}.net.layers.{i}.kernel"),
@@ -78,7 +79,8 @@ def read(path: str | Path) -> dict[str, np.ndarray]:
     if path.is_dir():
         pairs = [(path / e, path / d) for e, d in WEIGHT_FILES.values() if (path / e).is_file()]
         if len(pairs) != 1:
-            raise ValueError(f"{path}: expected exactly one encoder file among {[e for e, _ in WEIGHT_FILES.values()]}; pass the file itself")
+            encoders = [e for e, _ in WEIGHT_FILES.values()]
+            raise ValueError(f"{path}: expected exactly one encoder file among {encoders}; pass the file itself")
         path = pairs[0][0]
     if not path.is_file():
         raise FileNotFoundError(f"ComDefend weights not found: {path}")
@@ -110,26 +112,16 @@ FAMILY = checkpoints.register_family(
 
 
 def default_weights(variant: str = "cifar") -> Path:
-    root = checkpoints.weights_root()
-    enc = WEIGHT_FILES[variant][0]
-    if root is None:
-        raise FileNotFoundError(
-            f"ComDefend weights: set ROBUSTJAX_WEIGHTS to a folder holding comdefend/{enc} and its dec* sibling, "
-            "or pass weights=PATH"
-        )
-    path = root / "comdefend" / enc
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"ComDefend weights not found at {path}; put the authors' files there or convert them with "
-            f"`python -m checkpoints_convert comdefend SRC DST` and pass weights=DST"
-        )
-    return path
+    """The authors' encoder file (its decoder beside it): under ``ROBUSTJAX_WEIGHTS/comdefend/``, else
+    downloaded once and verified (:mod:`robustjax.hub`, entry ``comdefend:VARIANT``)."""
+    variant_config(variant)
+    return hub.path(f"comdefend:{variant}")
 
 
 @functools.lru_cache(maxsize=8)
 def load(weights: str | None = None, variant: str = "cifar") -> ComDefendNet:
     """Pretrained networks: ``weights`` is a converted folder, a published file, or None (the
-    authors' files under ``ROBUSTJAX_WEIGHTS/comdefend/``, converted once into the cache)."""
+    authors' files, see :func:`default_weights`, converted once into the cache)."""
     variant_config(variant)
     if weights is not None and checkpoints.is_converted(weights):
         module, metadata = checkpoints.load(weights)

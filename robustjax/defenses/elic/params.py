@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from robustjax import checkpoints
+from robustjax import checkpoints, hub
 from robustjax.defenses.elic.net import GROUPS, Elic, checkerboard_kernel_mask
 from robustjax.porting import CheckpointMismatchError, Ignore, Rule, conv_kernel, conv_transpose_kernel
 from robustjax.torch_reader import read_torch, state_dict_of
@@ -48,7 +48,8 @@ RULES = [
     Rule(r"(g_a|g_s)\.(\d+)\.(conv\d)\.weight", r"\1.layers.\2.\3.kernel", conv_kernel),
     Rule(r"(g_a|g_s)\.(\d+)\.(conv\d)\.bias", r"\1.layers.\2.\3.bias"),
     # attention blocks: residual units conv_{a,b}.{0,1,2}.conv.{0,2,4}, and conv_b.3
-    Rule(r"(g_a|g_s)\.(\d+)\.(conv_[ab])\.(\d)\.conv\.(\d)\.weight", r"\1.layers.\2.\3.layers.\4.conv.layers.\5.kernel", conv_kernel),
+    Rule(r"(g_a|g_s)\.(\d+)\.(conv_[ab])\.(\d)\.conv\.(\d)\.weight", r"\1.layers.\2.\3.layers.\4.conv.layers.\5.kernel",
+         conv_kernel),
     Rule(r"(g_a|g_s)\.(\d+)\.(conv_[ab])\.(\d)\.conv\.(\d)\.bias", r"\1.layers.\2.\3.layers.\4.conv.layers.\5.bias"),
     Rule(r"(g_a|g_s)\.(\d+)\.conv_b\.3\.weight", r"\1.layers.\2.conv_b.layers.3.kernel", conv_kernel),
     Rule(r"(g_a|g_s)\.(\d+)\.conv_b\.3\.bias", r"\1.layers.\2.conv_b.layers.3.bias"),
@@ -195,21 +196,21 @@ def _quality_from_name(path: Path) -> str | None:
 
 
 def load(quality: str = "0016", weights: str | os.PathLike | None = None) -> tuple[Elic, dict]:
-    """ELIC at ``quality`` from ``weights`` (published file or converted folder) or the weights directory."""
+    """ELIC at ``quality`` from ``weights`` (published file or converted folder) or, when None, the published
+    file (:mod:`robustjax.hub`: ``ROBUSTJAX_WEIGHTS/elic/``, else the download cache; Google Drive needs a browser)."""
     if weights is None:
-        root = checkpoints.weights_root()
-        path = None if root is None else root / "elic" / published_name(quality)
-        if path is None or not path.is_file():
-            looked = "ROBUSTJAX_WEIGHTS is not set" if root is None else f"looked for {path}"
+        try:
+            path = hub.path(f"elic:{quality}")
+        except hub.MissingWeightsError as e:
             raise MissingCheckpointError(
-                f"ELIC {quality} checkpoint not found ({looked}). Download {published_name(quality)} from "
-                f"{SOURCE_URL} and put it at $ROBUSTJAX_WEIGHTS/elic/{published_name(quality)} (converted on first "
-                f"use), or convert it once with `python -m checkpoints_convert elic {published_name(quality)} DST "
-                f"--set quality={quality}` and pass elic:{quality}:weights=DST.")
+                f"ELIC {quality} checkpoint: {e}; or convert it once with `python -m checkpoints_convert elic "
+                f"{published_name(quality)} DST --set quality={quality}` and pass elic:{quality}:weights=DST "
+                f"(files from {SOURCE_URL})") from e
     else:
         path = Path(weights)
         if not path.exists():
-            raise MissingCheckpointError(f"ELIC weights {path} do not exist (a published .pth.tar or a converted folder)")
+            raise MissingCheckpointError(
+                f"ELIC weights {path} do not exist (a published .pth.tar or a converted folder)")
     return checkpoints.load_family("elic", path, {"quality": quality})
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from robustjax import checkpoints
+from robustjax import checkpoints, hub
 from robustjax.defenses.hific.net import LIKELIHOODS, HiFiC
 from robustjax.porting import CheckpointMismatchError, Ignore, Rule, conv_kernel, conv_transpose_kernel, load_into
 from robustjax.torch_reader import read_torch
@@ -82,7 +82,8 @@ class NotHificCheckpointError(CheckpointMismatchError):
             self,
             f"not a HiFiC checkpoint: {why}. Expected the published hific_{{low,med,hi}}.pt layout: a dict with "
             "'model_state_dict' (Encoder.*, Generator.*, Hyperprior.*) and 'args' (n_residual_blocks, "
-            "likelihood_type, normalize_input_image, ...), as saved by the reference's train.py; files from " + SOURCE_URL)
+            "likelihood_type, normalize_input_image, ...), as saved by the reference's train.py; files from "
+            + SOURCE_URL)
         self.unmapped, self.missing, self.shape_mismatch = [], [], []
 
 
@@ -115,7 +116,8 @@ def split_checkpoint(ckpt) -> tuple[dict, dict, list[str]]:
             raise NotHificCheckpointError(f"no {key!r} entry (top-level keys: {', '.join(sorted(map(str, ckpt)))})")
     unknown = [k for k in ckpt if k not in ("model_state_dict", "args") + TRAINING_ENTRIES]
     if unknown:
-        raise NotHificCheckpointError(f"unknown top-level entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(str, unknown))}")
+        entries = "entry" if len(unknown) == 1 else "entries"
+        raise NotHificCheckpointError(f"unknown top-level {entries} {', '.join(map(str, unknown))}")
     sd = ckpt["model_state_dict"]
     if not isinstance(sd, dict) or not sd:
         raise NotHificCheckpointError("'model_state_dict' is empty or not a dict")
@@ -135,8 +137,8 @@ def create(C: int = 220, n_residual_blocks: int = 9, likelihood: str = "gaussian
     return HiFiC(C, n_residual_blocks, likelihood, normalize_input_image, rngs=rngs or nnx.Rngs(0))
 
 
-def abstract(C: int = 220, n_residual_blocks: int = 9, likelihood: str = "gaussian", normalize_input_image: bool = False,
-             variant: str | None = None) -> HiFiC:
+def abstract(C: int = 220, n_residual_blocks: int = 9, likelihood: str = "gaussian",
+             normalize_input_image: bool = False, variant: str | None = None) -> HiFiC:
     """HiFiC with shape-only variables, to be filled by a checkpoint (``load_into`` / orbax restore)."""
     return nnx.eval_shape(lambda: HiFiC(C, n_residual_blocks, likelihood, normalize_input_image, rngs=nnx.Rngs(0)))
 
@@ -181,17 +183,15 @@ class MissingCheckpointError(FileNotFoundError, ValueError):
 
 
 def load(variant: str = "low", weights: str | os.PathLike | None = None) -> tuple[HiFiC, dict]:
-    """HiFiC ``variant`` from ``weights`` (published ``.pt`` or converted folder) or the weights directory."""
+    """HiFiC ``variant`` from ``weights`` (published ``.pt`` or converted folder) or, when None, the published
+    file (:mod:`robustjax.hub`: ``ROBUSTJAX_WEIGHTS/hific/``, else downloaded once from Zenodo, about 2 GB)."""
     if weights is None:
-        root = checkpoints.weights_root()
-        path = None if root is None else root / "hific" / published_name(variant)
-        if path is None or not path.is_file():
-            looked = "ROBUSTJAX_WEIGHTS is not set" if root is None else f"looked for {path}"
+        try:
+            path = hub.path(f"hific:{variant}")
+        except hub.MissingWeightsError as e:
             raise MissingCheckpointError(
-                f"HiFiC {variant} checkpoint not found ({looked}). Download HIFIC-{variant} from {SOURCE_URL} "
-                f"and put it at $ROBUSTJAX_WEIGHTS/hific/{published_name(variant)} (converted on first use), or "
-                f"convert it once with `python -m checkpoints_convert hific {published_name(variant)} DST` and pass "
-                f"hific:{variant}:weights=DST.")
+                f"HiFiC {variant} checkpoint: {e}; or convert it once with `python -m checkpoints_convert hific "
+                f"{published_name(variant)} DST` and pass hific:{variant}:weights=DST") from e
     else:
         path = Path(weights)
         if not path.exists():
