@@ -13,6 +13,7 @@ from robustjax.attacks.base import check_labels, l2_norms, num_classes
 from robustjax.attacks.registry import get
 from robustjax.attacks.threat import THREATS, attacker_view
 from robustjax.checks import check_images
+from robustjax.keys import image_keys
 
 
 def _identity(x, key=None):
@@ -51,7 +52,9 @@ def robust_accuracy(f, x, y, attack: str | Callable, eps: Sequence[float], defen
     ``attack``: a name for :func:`robustjax.attacks.get` (with ``hparams``) or ``make_attack(eps) ->
     attack``. ``eps``: budgets in pixel units; 0 gives the clean accuracy of ``f(d(x))`` (the attack
     is still run, with a zero budget). ``defense``: ``d(x, key=None)`` or None. ``threat``: one of
-    :data:`THREATS`. One jitted program serves the whole grid (eps is traced and vmapped).
+    :data:`THREATS`. One jitted program serves the whole grid (eps is traced and vmapped). Randomness
+    is per image, from ``key`` and the image's position (:func:`robustjax.keys.image_keys`), as in
+    the experiment runner, so a figure does not depend on how the images are batched.
     Returns ``(len(eps),)`` float accuracies in [0, 1].
     """
     _check_common(f, x, y, threat)
@@ -59,16 +62,16 @@ def robust_accuracy(f, x, y, attack: str | Callable, eps: Sequence[float], defen
     make = _maker(attack, hparams)
     key = jax.random.key(0) if key is None else key
     d = defense if defense is not None else _identity
-    dkey, akey = jax.random.split(key)
-    view = attacker_view(threat, f, defense, dkey, eot_samples)
 
     @jax.jit
     def run(x, y, eps):
-        def one(e):
-            x_adv = make(e)(view, x, y, key=akey)
-            return jnp.mean(jnp.argmax(f(d(x_adv, dkey)), axis=1) == y)
+        def per_image(xi, yi, row):  # each image's keys from its row, as the runner's programs
+            dkey, akey = image_keys(key, row)
+            view = attacker_view(threat, f, defense, dkey, eot_samples)
+            xi, yi = xi[None], yi[None]
+            return jax.vmap(lambda e: jnp.argmax(f(d(make(e)(view, xi, yi, key=akey), dkey)), axis=1)[0] == yi[0])(eps)
 
-        return jax.vmap(one)(eps)
+        return jnp.mean(jax.vmap(per_image)(x, y, jnp.arange(x.shape[0])), axis=0)
 
     return np.asarray(run(x, jnp.asarray(y), jnp.asarray(grid, x.dtype)))
 
@@ -107,7 +110,7 @@ def min_norm_accuracy(f, x, y, attack, bounds: Sequence[float], defense=None, th
     _check_grid(bounds, "bounds")
     key = jax.random.key(0) if key is None else key
     d = defense if defense is not None else _identity
-    dkey, akey = jax.random.split(key)
+    dkey, akey = image_keys(key, 0)  # one draw for the batch: the L2 scoring below needs one defended model
     view = attacker_view(threat, f, defense, dkey, eot_samples)
     x_adv = jax.jit(lambda x, y: attack(view, x, y, key=akey))(x, jnp.asarray(y))
     defended = jax.jit(lambda v: f(d(v, dkey)))
