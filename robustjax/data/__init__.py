@@ -18,6 +18,7 @@ from pathlib import Path
 from robustjax.data.dataset import ImageSet, decode_image
 from robustjax.data.folder import image_folder
 from robustjax.data.loader import Batch, Resize, batches, num_batches
+from robustjax.data.readable import UnreadableImagesError
 from robustjax.data.samples import foolbox_samples
 
 # name -> (description, default label space, default sub-folder of ROBUSTJAX_DATA)
@@ -45,10 +46,13 @@ def data_root() -> Path:
     return Path(os.environ.get("ROBUSTJAX_DATA", "data"))
 
 
-def load(name: str, data_dir: str | os.PathLike | None = None, label_space: str | None = None) -> ImageSet:
+def load(name: str, data_dir: str | os.PathLike | None = None, label_space: str | None = None, *,
+         skip_unreadable: bool = False) -> ImageSet:
     """The dataset ``name`` with labels in ``label_space`` (default: the dataset's own).
 
     ``data_dir`` overrides where it is read from (default ``$ROBUSTJAX_DATA/<folder>``).
+    ``skip_unreadable``: an image folder leaves out files that cannot be decoded (listed in the
+    set's ``skipped``) instead of raising :class:`UnreadableImagesError`.
     """
     check_name(name)
     if name.startswith("tfds:"):
@@ -63,14 +67,14 @@ def load(name: str, data_dir: str | os.PathLike | None = None, label_space: str 
     if name == "folder":
         if data_dir is None:
             raise ValueError("dataset 'folder' needs data_dir (ROOT/<class>/<image>)")
-        return image_folder(data_dir, space)
+        return image_folder(data_dir, space, skip_unreadable=skip_unreadable)
     root = Path(data_dir) if data_dir is not None else data_root() / sub
     if not root.exists():
         raise FileNotFoundError(f"dataset {name!r} not found at {root} (set ROBUSTJAX_DATA or pass data_dir)")
-    return image_folder(root, space, name=name)
+    return image_folder(root, space, name=name, skip_unreadable=skip_unreadable)
 
 
 __all__ = [
-    "Batch", "DATASETS", "ImageSet", "Resize", "batches", "check_name", "decode_image",
+    "Batch", "DATASETS", "ImageSet", "Resize", "UnreadableImagesError", "batches", "check_name", "decode_image",
     "foolbox_samples", "image_folder", "load", "num_batches", "valid_names",
 ]
