@@ -22,7 +22,8 @@ from robustjax.defenses.sequential import sequential
 from robustjax.registry import Registry, check_plain_name
 
 FAMILIES = Registry("defense")
-GRAMMAR = ("none: no defense", "seq:N:<spec>: N rounds of <spec>, the gradient through all of them in bounded memory",
+GRAMMAR = ("none: no defense",
+           "seq:N:<spec>: N rounds of the inner spec, the gradient through all of them in bounded memory",
            "<spec>+<spec>: composition, applied left to right")
 
 
