@@ -75,3 +75,24 @@ def test_every_pillow_mode_reads_as_rgb(tmp_path):
         got = ds.read(ds.ids.index(f"all/{name}"))
         assert got.dtype == np.uint8 and got.shape == (16, 16, 3), name
         np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_the_command_line_names_the_file_or_skips_it(tmp_path, capsys):
+    import jax.numpy as jnp
+
+    import robustjax.models
+    from robustjax.eval.cli import main
+
+    cifar_folder(tmp_path / "imgs")
+    (tmp_path / "imgs" / "cat" / "garbage.jpg").write_bytes(b"0123456789")
+    robustjax.models.register("mean_rgb", lambda x: jnp.stack([x.mean(axis=(1, 2, 3))] * 10, -1), input_size=32,
+                              num_classes=10)
+    argv = ["--model", "mean_rgb", "--dataset", "folder", "--data-dir", str(tmp_path / "imgs"), "--defense", "none",
+            "--attack", "fgsm", "--eps", "0", "--threat", "oblivious", "--no-progress", "--no-report"]
+    try:
+        assert main(argv + ["--out", str(tmp_path / "a")]) == 2
+        assert "1 unreadable image(s)" in capsys.readouterr().err
+        assert main(argv + ["--out", str(tmp_path / "b"), "--skip-unreadable"]) == 0
+        assert "folder, 12 images" in capsys.readouterr().out
+    finally:
+        robustjax.models.zoo.MODELS.unregister("mean_rgb")
