@@ -9,8 +9,19 @@ a name is valid in one place exactly when it is valid everywhere.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_plain_name(kind: str, name: str) -> None:
+    """ValueError unless ``name`` is letters, digits, ``_``, ``.`` and ``-`` (starting with a letter or
+    digit): the names a plugin may register, since ``,`` separates names on the command line and
+    ``:``/``+`` build specs (``jpeg:25+seq:2:NAME``)."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        raise ValueError(f"{kind} name {name!r} must be letters, digits, '_', '.' and '-' (no ':', '+', ',' or spaces)")
 
 
 class UnknownNameError(ValueError):
@@ -46,6 +57,12 @@ class Registry:
             raise ValueError(f"{self.kind} {name!r} is registered already (as {old.obj!r})")
         self._entries[name] = Entry(name, obj, usage or name, dict(traits))
         return obj
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (``UnknownNameError`` when absent): a plugin's names, once a test or a
+        session trying it is done with them."""
+        self.entry(name)
+        del self._entries[name]
 
     def entry(self, name: str) -> Entry:
         if name not in self._entries:

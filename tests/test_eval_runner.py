@@ -92,7 +92,7 @@ def test_rerun_skips_finished_cells(tmp_path, monkeypatch):
         (["--attack", "fgsm,deepfoo"], "unknown attack 'deepfoo'; valid: fgsm, ifgsm, pgd"),
         (["--defense", "none,jepg:25"], "unknown defense 'jepg'.*Valid forms: none"),
         (["--threat", "through,whitebox"], "unknown threat.*valid: oblivious, through, bpda, eot"),
-        (["--dataset", "imagenet1k"], "unknown dataset.*valid: imagenette"),
+        (["--dataset", "imagenet1k"], "unknown dataset .imagenet1k.; valid: cifar10_jpeg, .*imagenette"),
         (["--eps", "0,8"], "eps values must be in \\[0, 1\\] for L-inf attack 'fgsm'"),
         (["--eps", "0,-1/255"], "eps values must be non-negative"),
     ],

@@ -8,6 +8,7 @@ import numpy as np
 
 from robustjax.data import labels as L
 from robustjax.data.dataset import ImageSet, decode_image
+from robustjax.data.readable import UnreadableImagesError, unreadable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
 
@@ -21,8 +22,15 @@ def _classes(root: Path) -> list[str]:
     return classes
 
 
-def image_folder(root: str | Path, label_space: str | None = None, name: str | None = None) -> ImageSet:
+def image_folder(root: str | Path, label_space: str | None = None, name: str | None = None,
+                 skip_unreadable: bool = False) -> ImageSet:
     """Read ``root/<class>/<image>``, sorted by (class, file name).
+
+    Every file is decoded once here (:mod:`robustjax.data.readable`; 2 to 3 s for Imagenette's
+    3,925 JPEGs on 2 CPU cores): one that cannot be is an :class:`UnreadableImagesError` (a
+    ``ValueError``) naming it and counting the others, unless ``skip_unreadable``, which leaves them
+    out and lists their ids in the set's ``skipped``. Any Pillow mode (grayscale, palette, CMYK,
+    with alpha) is read as RGB, an alpha channel dropped (as torchvision's loader does).
 
     ``label_space``: "imagenet" / "imagenette" when the class folders are Imagenette wnids (labels
     are ImageNet indices or 0..9), "cifar10" when they are CIFAR-10 class names (0..9 in the
@@ -57,6 +65,16 @@ def image_folder(root: str | Path, label_space: str | None = None, name: str | N
                 labels.append(label_of[c])
     if not ids:
         raise ValueError(f"image folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    bad = unreadable(root, ids)
+    if bad and not skip_unreadable:
+        raise UnreadableImagesError(root, bad)
+    skipped = tuple(i for i, _ in bad)
+    if skipped:
+        gone = set(skipped)
+        keep = [k for k, i in enumerate(ids) if i not in gone]
+        ids, labels = [ids[k] for k in keep], [labels[k] for k in keep]
+        if not ids:  # nothing left to evaluate: say why rather than run on an empty set
+            raise UnreadableImagesError(root, bad)
     return ImageSet(
         name=name or root.name,
         ids=tuple(ids),
@@ -66,4 +84,5 @@ def image_folder(root: str | Path, label_space: str | None = None, name: str | N
         num_classes=num_classes,
         class_names=names,
         files=tuple(root / i for i in ids),
+        skipped=skipped,
     )

@@ -12,8 +12,8 @@ from robustjax.defenses import (  # noqa: E402  register their specs and checkpo
            jpeg,  # noqa: E402  registers "jpeg"; callable as jpeg(x, quality)
 )
 from robustjax.defenses.base import Defense, compose
-from robustjax.defenses.registry import FAMILIES, get, register, valid_forms
+from robustjax.defenses.registry import FAMILIES, get, register, usages, valid_forms
 from robustjax.defenses.sequential import sequential
 
 __all__ = ["FAMILIES", "Defense", "comdefend", "compose", "elic", "get", "hific", "jpeg", "register", "sequential",
-           "valid_forms"]
+           "usages", "valid_forms"]

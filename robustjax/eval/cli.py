@@ -1,4 +1,8 @@
-"""``python -m robustjax.eval [run] [options]`` and ``python -m robustjax.eval report --out DIR``."""
+"""``python -m robustjax.eval [run] [options]``, ``report --out DIR`` and ``list [--markdown]``.
+
+Plugins (``--plugin MODULE``, a config's ``plugins``, installed ``robustjax.plugins`` entry points)
+are imported first, so every name they register is validated like a built-in one, before compute.
+"""
 
 from __future__ import annotations
 
@@ -21,36 +25,42 @@ def _run_parser() -> argparse.ArgumentParser:
     C.add_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not render the report after the run")
-    p.add_argument("--msr", action="store_true", help="report the misclassification success rate too (Das et al. 2017)")
+    p.add_argument("--msr", action="store_true",
+                   help="report the misclassification success rate too (Das et al. 2017)")
     return p
 
 
 def _report_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m robustjax.eval report", description="Render OUT/results.jsonl as markdown + CSV tables and plots.")
+    p = argparse.ArgumentParser(prog="python -m robustjax.eval report",
+                                description="Render OUT/results.jsonl as markdown + CSV tables and plots.")
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--msr", action="store_true", help="add the misclassification success rate table (Das et al. 2017)")
     return p
 
 
-def list_names(components=None) -> str:
-    """Every valid name, one line each with its usage (from the registries), or the names the given
-    ``components`` list."""
-    from robustjax import data
-    from robustjax.defenses import valid_forms
+def _list_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m robustjax.eval list",
+                                description="Every valid name with its usage line, plugins' names included.")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import MODULE first (repeatable)")
+    p.add_argument("--markdown", action="store_true",
+                   help="the README's catalogue table instead (installed entry-point plugins left out: the README "
+                   "lists what robustjax ships)")
+    return p
 
-    lines = ["datasets:"] + [f"  {n}" for n in data.valid_names()]
-    lines += ["threat models:"] + [f"  {t}" for t in C.THREATS]
-    if components is None:
-        from robustjax import attacks, models
 
-        lines += ["models:"] + [f"  {u}" for u in models.zoo.MODELS.usages()]
-        lines += ["attacks:"] + [f"  {u}" for u in attacks.REGISTRY.usages()]
-    else:
-        for what, fn in (("models", components.model_names), ("attacks", components.attack_names)):
-            lines += [f"{what}:"] + [f"  {n}" for n in fn() or ["(registry lists none)"]]
-    lines += ["defenses:"] + [f"  {form}" for form in valid_forms()]
-    return "\n".join(lines)
+def _list(argv, components) -> int:
+    from robustjax import plugins
+    from robustjax.eval import catalogue
+
+    args = _list_parser().parse_args(argv)
+    try:
+        plugins.load(args.plugin, entry_points=not args.markdown)
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(catalogue.markdown() if args.markdown else catalogue.text(components))
+    return 0
 
 
 def main(argv=None, components=None) -> int:
@@ -62,14 +72,16 @@ def main(argv=None, components=None) -> int:
         print(render(args.out, plots=not args.no_plots, msr=args.msr))
         return 0
     if argv[:1] == ["list"]:
-        print(list_names(components))
-        return 0
+        return _list(argv[1:], components)
     if argv[:1] == ["run"]:
         argv = argv[1:]
     args = _run_parser().parse_args(argv)
     try:
         cfg = C.from_args(args)
-    except (ValueError, FileNotFoundError) as e:
+        from robustjax import plugins
+
+        plugins.load(cfg.get("plugins", []))  # before validation: their names are checked like built-in ones
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -79,7 +91,7 @@ def main(argv=None, components=None) -> int:
     from robustjax.eval.plan import resolve
     from robustjax.eval.runner import Runner
 
-    comp = components or default()
+    comp = components or default(skip_unreadable=bool(cfg.get("skip_unreadable", False)))
     try:
         resolved = resolve(cfg, comp)  # names, shapes and defenses, before jax touches a device
     except (ValueError, FileNotFoundError, ImportError) as e:
@@ -93,14 +105,16 @@ def main(argv=None, components=None) -> int:
         runner.interrupted = True
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
     try:
         records = runner.run()
         if runner.interrupted:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
         n = len(runner.store.records())
-        print(f"\ninterrupted: {n} finished cell(s) are stored in {runner.store.path}; rerun the same command to resume", file=sys.stderr)
+        print(f"\ninterrupted: {n} finished cell(s) are stored in {runner.store.path}; "
+              "rerun the same command to resume", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -111,7 +125,8 @@ def main(argv=None, components=None) -> int:
     if runner.mesh.process_index == 0:
         from robustjax.eval.report import render, summary_table
 
-        print(f"\n{cfg.name}: {cfg.dataset}, {records[0]['n_images'] if records else 0} images, results in {runner.store.path}\n")
+        n_images = records[0]["n_images"] if records else 0
+        print(f"\n{cfg.name}: {cfg.dataset}, {n_images} images, results in {runner.store.path}\n")
         print(summary_table(records, runner.store.dir))
         if not args.no_report:
             try:

@@ -8,6 +8,7 @@ The runner only talks to a :class:`Components`; :func:`default` wires the real o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable
 
@@ -23,15 +24,20 @@ class Components:
     minimum_norm: Callable = lambda name: False  # (attack name) -> True for CW / DeepFool (no eps budget)
 
 
-def default() -> Components:
-    """The project's own registries: ``robustjax.models``, ``robustjax.attacks``, ``robustjax.defenses``, ``robustjax.data``."""
+def default(skip_unreadable: bool = False) -> Components:
+    """The project's own registries: ``robustjax.models``, ``robustjax.attacks``, ``robustjax.defenses``,
+    ``robustjax.data``.
+
+    Plugins registered there before this call (or before a name is looked up) flow through unchanged.
+    ``skip_unreadable``: image folders leave out files that cannot be decoded (``ImageSet.skipped``)."""
     import robustjax.attacks
     import robustjax.data
     import robustjax.defenses
     import robustjax.models
 
+    load_data = functools.partial(robustjax.data.load, skip_unreadable=True) if skip_unreadable else robustjax.data.load
     return Components(robustjax.models.load, robustjax.models.names, robustjax.attacks.get, robustjax.attacks.names,
-                      robustjax.defenses.get, robustjax.data.load, robustjax.attacks.is_minimum_norm)
+                      robustjax.defenses.get, load_data, robustjax.attacks.is_minimum_norm)
 
 
 def model_info(f, name: str) -> dict:

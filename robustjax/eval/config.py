@@ -35,6 +35,8 @@ KEYS = {
     "precision": "matmul/convolution arithmetic: float32 (default, the parity reference), tf32 or bf16",
     "out": "results directory (JSON-lines store results.jsonl, report files)",
     "layout": "report layout hint: 'table' (default) or 'sequential'",
+    "plugins": "modules to import before validation; they register models, defenses, datasets (docs/extending.md)",
+    "skip_unreadable": "leave out image files that cannot be decoded (default False: an error naming them)",
 }
 
 from robustjax.attacks.spec import AttackSpec  # noqa: E402
@@ -66,6 +68,8 @@ def quickstart() -> ml_collections.ConfigDict:
             "precision": "float32",
             "out": "results/quickstart",
             "layout": "table",
+            "plugins": [],
+            "skip_unreadable": False,
         }
     )
 
@@ -120,7 +124,8 @@ def parse_eps(text: str) -> list[float]:
         try:
             out.append(float(Fraction(tok)) if "/" in tok else float(tok))
         except (ValueError, ZeroDivisionError):
-            raise ValueError(f"bad eps value {tok!r}: use a number in pixel units (0.0314) or a fraction (8/255)") from None
+            raise ValueError(f"bad eps value {tok!r}: use a number in pixel units (0.0314) or a fraction (8/255)") \
+                from None
     return out
 
 
@@ -161,13 +166,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="matmul/convolution arithmetic on GPU/TPU (default float32; bf16 also computes the classifier "
                    "in bfloat16)")
     p.add_argument("--out", help="results directory")
+    p.add_argument("--plugin", action="append", metavar="MODULE",
+                   help="import MODULE first (repeatable; added to the config's plugins): it registers models, "
+                   "defenses or datasets (docs/extending.md)")
+    p.add_argument("--skip-unreadable", action="store_true", default=None,
+                   help="leave out image files that cannot be decoded (listed in the results) instead of failing")
 
 
 def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
     """The config file (or the quick-start) with the command line's overrides applied."""
     cfg = load_file(args.config) if args.config else quickstart()
     cfg = ml_collections.ConfigDict(copy.deepcopy(cfg.to_dict()))
-    overridden = any(getattr(args, k, None) is not None for k in ("dataset", "data_dir", "model", "weights", "head", "defense", "attack", "eps", "threat", "n", "seed"))
+    grid = ("dataset", "data_dir", "model", "weights", "head", "defense", "attack", "eps", "threat", "n", "seed")
+    overridden = any(getattr(args, k, None) is not None for k in grid)
     if not args.config and overridden:
         cfg.name = "custom"
     if args.dataset is not None:
@@ -198,6 +209,10 @@ def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
         cfg.precision = args.precision
     if args.out is not None:
         cfg.out = args.out
+    if getattr(args, "plugin", None):
+        cfg = replace(cfg, plugins=list(dict.fromkeys([*cfg.get("plugins", []), *args.plugin])))
+    if getattr(args, "skip_unreadable", None) is not None:
+        cfg = replace(cfg, skip_unreadable=args.skip_unreadable)
     return cfg
 
 
@@ -239,3 +254,8 @@ def check_shape(cfg) -> None:
         raise ValueError("config key 'out' (results directory) is empty")
     for a in cfg.attacks:
         attack_entry(a)
+    plugins = cfg.get("plugins", [])
+    if isinstance(plugins, str) or not all(isinstance(m, str) and m for m in plugins or []):
+        raise ValueError(f"plugins must be a list of module names, got {plugins!r}")
+    if not isinstance(cfg.get("skip_unreadable", False), bool):
+        raise ValueError(f"skip_unreadable must be True or False, got {cfg.get('skip_unreadable')!r}")

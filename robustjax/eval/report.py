@@ -296,6 +296,8 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
                        "defended model with a perturbation of L2 norm <= b (pixel units); otherwise its clean prediction counts.", ""]
             md += [_md(header, _blank_repeats(body, 4)), ""]
             (out / f"table_{_slug(ds)}{'_l2' if budget == 'l2_bound' else ''}.csv").write_text(_csv(header, body))
+        skipped = skipped_unreadable(recs)
+        md += [*skipped, ""] if skipped else []
         mine = [g for g in groups if any((r.get("experiment") or "") == exp and r["settings"]["dataset"] == dataset for r in g.records)]
         md += worst_sections(mine) + checks.section(mine, out)
         if msr and msr_records(recs):
@@ -368,4 +370,25 @@ def summary_table(records: list[dict], out=None) -> str:
     for budget in _order(r.get("budget", "linf") for r in records):
         header, body = grid_table([r for r in records if r.get("budget", "linf") == budget])
         parts.append(_md(header, _blank_repeats(body, 4)))
+    parts += skipped_unreadable(records)
     return "\n\n".join(parts)
+
+
+SKIPPED_SHOWN = 20  # unreadable images named in the report; the rest are counted
+
+
+def skipped_unreadable(records: list[dict]) -> list[str]:
+    """One markdown line per dataset naming the image files its runs left out as unreadable (the
+    record key ``skipped_unreadable``, a list of ids, present when ``--skip-unreadable`` dropped
+    any): the accuracies are over the remaining images, so the report must say which are missing."""
+    found: dict[str, set] = {}
+    for r in records:
+        if r.get("skipped_unreadable"):
+            found.setdefault(r["settings"]["dataset"], set()).update(r["skipped_unreadable"])
+    lines = []
+    for dataset, ids in found.items():
+        ids = sorted(ids)
+        more = f" and {len(ids) - SKIPPED_SHOWN} more" if len(ids) > SKIPPED_SHOWN else ""
+        lines.append(f"Skipped {len(ids)} unreadable image(s) of {dataset} (--skip-unreadable): "
+                     f"{', '.join(ids[:SKIPPED_SHOWN])}{more}.")
+    return lines

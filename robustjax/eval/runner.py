@@ -106,6 +106,9 @@ class Runner:
 
     def _store(self, ctx: Context, cell, key: str, rec: dict, arr: dict, prov: dict) -> None:
         rec.update(key=key, settings=ctx.settings(cell), experiment=self.cfg.name, **prov)
+        skipped = getattr(ctx.ds, "skipped", ())
+        if skipped:  # files --skip-unreadable left out: named in the record and the report
+            rec["skipped_unreadable"] = list(skipped)
         if self.mesh.process_index == 0:
             outcomes.write(self.cfg.out, key, arr)  # before the record: a stored record always has its outcomes
             self.store.append(rec)

@@ -1,4 +1,5 @@
-"""Named classifiers: which module, which config, where the published weights are found."""
+"""Named classifiers: which module, which config, where the published weights are found; and the
+classifiers a plugin adds with :func:`register` (a Flax NNX module or a plain JAX function)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from flax import nnx
 
 from robustjax import checkpoints, hub
 from robustjax.models.classifier import Classifier
-from robustjax.registry import Registry
+from robustjax.models.function import FunctionClassifier
+from robustjax.registry import Registry, check_plain_name
 
 IMAGENETTE_CLASSES = (0, 217, 482, 491, 497, 566, 569, 571, 574, 701)
 IMAGENETTE_NAMES = ("tench", "English springer", "cassette player", "chain saw", "church", "French horn",
@@ -78,6 +80,61 @@ MODELS.register("vit_b16", Entry("vit", "vit_b16", {}, _published("vit_b16")),
                 usage="vit_b16: ImageNet ViT-B/16, torchvision's IMAGENET1K_V1 weights, 224x224")
 
 
+# Model spec forms beside the names: what ``list`` and the README's catalogue print for them.
+FORMS = ("ensemble:CHAIN: Das et al. 2017's vote of vaccinated models x JPEG qualities, one program "
+         "(a `python -m robustjax.train vaccinate` folder; robustjax/models/ensemble.py)",)
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginEntry:
+    """A classifier registered from outside the package: ``model`` is an ``nnx.Module`` or a function
+    ``logits = f(x)``, with what the runner needs to feed it (``input_size``, ``preprocessing``)."""
+
+    model: object
+    input_size: int
+    num_classes: int
+    labels: tuple[str, ...] | None = None
+    preprocessing: dict | None = None
+
+    def __eq__(self, other) -> bool:  # the same model object and metadata: a plugin imported twice is fine
+        return isinstance(other, PluginEntry) and other.model is self.model and (
+            other.input_size, other.num_classes, other.labels, other.preprocessing) == (
+            self.input_size, self.num_classes, self.labels, self.preprocessing)
+
+    __hash__ = None
+
+
+def register(name: str, model, *, input_size: int, num_classes: int | None = None, labels=None,
+             preprocessing: dict | None = None, usage: str = "") -> None:
+    """Add classifier ``name`` (then valid for ``--model`` and a config's ``models``).
+
+    ``model``: an ``nnx.Module`` (run in eval mode, its state passed to each program as an argument)
+    or a pure JAX function ``logits = f(x)`` of float ``(N, input_size, input_size, 3)`` images in
+    [0, 1] (its normalisation inside). ``num_classes`` defaults to ``len(labels)``; ``labels`` are the
+    class names; ``preprocessing`` is the resize policy the data is fed through (``{"resize": 256,
+    "crop": 224}``: shorter side to 256, centre crop; default: squash to input_size, see
+    :class:`robustjax.data.Resize`). ``usage`` is the line ``list`` prints. ValueError for a name that
+    is not plain or is registered already as another model, or missing sizes.
+    """
+    check_plain_name("model", name)
+    labels = tuple(labels) if labels is not None else None
+    num_classes = num_classes if num_classes is not None else (len(labels) if labels else None)
+    if not isinstance(input_size, int) or input_size < 1 or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"model {name!r}: input_size and num_classes (or labels) must be positive integers, "
+                         f"got {input_size!r}, {num_classes!r}")
+    if labels is not None and len(labels) != num_classes:
+        raise ValueError(f"model {name!r}: {len(labels)} labels for {num_classes} classes")
+    if not (isinstance(model, nnx.Module) or callable(model)):
+        raise TypeError(f"model {name!r} must be an nnx.Module or a function of images, got {type(model).__name__}")
+    entry = PluginEntry(model, input_size, num_classes, labels, dict(preprocessing) if preprocessing else None)
+    MODELS.register(name, entry, usage=usage or f"{name}: a plugin's classifier, {input_size}x{input_size}")
+
+
+def usages() -> list[str]:
+    """One ``name: what`` line per model name, then the spec forms (``list``, the README's catalogue)."""
+    return MODELS.usages() + list(FORMS)
+
+
 def model_module(name: str):
     entry = MODELS.get(name)
     try:
@@ -94,7 +151,7 @@ def register_families() -> None:
     """Register each model module's checkpoint family (done lazily, on first use)."""
     for name in MODELS:
         entry = MODELS.get(name)
-        if entry.family in checkpoints.FAMILIES:
+        if isinstance(entry, PluginEntry) or entry.family in checkpoints.FAMILIES:
             continue
         try:
             mod = model_module(name)
@@ -115,13 +172,11 @@ def load(name: str, weights: str | Path | None = None, head: str | None = None) 
     ``head``: None (all logits) or ``"imagenette"`` (the 10 Imagenette logits of an ImageNet model).
     (``robustjax.models.load`` also takes Das et al. 2017's ``ensemble:CHAIN``.)
     """
+    if isinstance(MODELS.get(name), PluginEntry):
+        return _load_plugin(name, MODELS.get(name), weights, head)
     mod = model_module(name)
     entry = MODELS.get(name)
-    if head is not None:
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
-        if getattr(mod, "NUM_CLASSES", None) != 1000:
-            raise ValueError(f"head {head!r} selects ImageNet logits; {name} is not an ImageNet model")
+    _check_head(name, head, getattr(mod, "NUM_CLASSES", None))
     register_families()
     metadata: dict = {}
     if isinstance(weights, str) and weights == "init":
@@ -144,3 +199,25 @@ def load(name: str, weights: str | Path | None = None, head: str | None = None) 
     if head is not None:
         head_idx, labels = HEADS[head]
     return Classifier(module, name, input_size, num_classes, labels, mod.PREPROCESSING, head_idx, metadata)
+
+
+def _check_head(name: str, head: str | None, num_classes: int | None) -> None:
+    if head is None:
+        return
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+    if num_classes != 1000:
+        raise ValueError(f"head {head!r} selects ImageNet logits; {name} is not an ImageNet model")
+
+
+def _load_plugin(name: str, entry: PluginEntry, weights, head: str | None):
+    """A registered plugin classifier; it carries its own parameters, so ``weights`` must be None."""
+    if weights is not None:
+        raise ValueError(f"model {name!r} was registered by a plugin with its parameters; it takes no weights "
+                         f"(got {weights!r})")
+    _check_head(name, head, entry.num_classes)
+    head_idx, labels = HEADS[head] if head is not None else (None, entry.labels)
+    if isinstance(entry.model, nnx.Module):
+        return Classifier(entry.model, name, entry.input_size, entry.num_classes, labels, entry.preprocessing, head_idx)
+    return FunctionClassifier(entry.model, name, entry.input_size, entry.num_classes, labels, entry.preprocessing,
+                              head_idx)

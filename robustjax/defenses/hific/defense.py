@@ -70,7 +70,8 @@ def make_defense(model: HiFiC, spec: str = "hific") -> Defense:
     return Defense(spec, fn)
 
 
-@register("hific", usage="hific:V[:weights=PATH] with V in " + "/".join(VARIANTS))
+@register("hific", usage="hific:V[:weights=PATH]: HiFiC (Mentzer et al. 2020), published checkpoints, V in "
+          + "/".join(VARIANTS))
 def _factory(variant: str = "low", weights: str | None = None) -> Defense:
     if variant not in VARIANTS:
         raise ValueError(f"unknown HiFiC variant {variant!r}; published: {', '.join(VARIANTS)}")

@@ -10,7 +10,10 @@ from robustjax.defenses.registry import register
 
 
 @register("jpeg", usage="jpeg:Q[:rounding=cubic|ste|exact][:chroma=420|444][:mode=libjpeg|kornia] | "
-                        "jpeg:slq[:qualities=20/40/60/80][:block=8|16][:rounding=...] (SLQ, randomised; Das et al. 2018)")
+                        "jpeg:slq[:qualities=20/40/60/80][:block=8|16][:rounding=cubic|ste|exact]: "
+                        "differentiable JPEG at quality Q in 1..100, bit-exact with libjpeg (rounding=exact: libjpeg's "
+                        "output, zero gradient); slq: SHIELD's stochastic local quantization, a quality drawn per "
+                        "block, randomised (Das et al. 2018)")
 def _jpeg_defense(quality: str, rounding: str = "cubic", chroma: str = "420", mode: str = "libjpeg", **slq_options) -> Defense:
     if quality == "slq":
         if chroma != "420" or mode != "libjpeg":
