@@ -19,6 +19,8 @@ from robustjax.eval.components import Components
 from robustjax.models import ensemble
 
 SUITE = "adaptive"  # the attack name of the adaptive suite; its cells' threat is also "adaptive"
+SUITE_SEMANTICS = ("best adversarial per image, any step of any member; budgets nested (an image broken at a "
+                   "smaller eps stays broken at every larger one, with the same point)")
 DEFAULT_MEMBERS = ("pgd@through", "pgd@bpda", "pgd@eot", "apgd-ce@through", "apgd-ce@bpda", "apgd-t@through",
                    "square@through")
 

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections import defaultdict
@@ -25,11 +26,20 @@ from pathlib import Path
 
 from robustjax.eval import checks, stats
 from robustjax.eval import worst as W
+from robustjax.eval.plan import SUITE, SUITE_SEMANTICS
 from robustjax.eval.store import Store
 
 THREAT_ORDER = {"oblivious": 0, "through": 1, "bpda": 2, "eot": 3, "adaptive": 7, "all": 8}
 LINESTYLE = {"oblivious": "-", "through": "--", "bpda": ":", "eot": "-.", "adaptive": "-", "all": "-"}
 _SEQ = re.compile(r"^seq:(\d+):(.+)$")
+
+
+def budget_label(e: float, budget: str = "linf") -> str:
+    """A column label for budget ``e`` of a record's ``budget`` kind: ``8/255`` (L-inf), ``L2 0.5``
+    (an L2 ball), ``L2<=0.5`` (an L2 bound on a minimum-norm attack's perturbation)."""
+    if budget == "l2_bound":
+        return f"L2<={e:g}"
+    return f"L2 {e:g}" if budget == "l2" and e else eps_label(e)
 
 
 def eps_label(e: float) -> str:
@@ -104,11 +114,12 @@ def _blank_repeats(rows: list[list[str]], ncols: int) -> list[list[str]]:
 
 
 def grid_table(records: list[dict], fmt: str = "{:.3f}") -> tuple[list[str], list[list[str]]]:
-    """Header and rows (Attack | Model | Defense | Threat | eps...), full (unblanked) cells.
-    Columns are L-inf budgets, or L2 bounds for minimum-norm attacks (records with budget l2_bound)."""
+    """Header and rows (Attack | Model | Defense | Threat | eps...), full (unblanked) cells, of records
+    of one budget kind: columns are L-inf budgets, L2 budgets (``L2 0.5``), or L2 bounds for
+    minimum-norm attacks (records with budget l2_bound)."""
     eps = sorted({e for r in records for e in r["eps"]})
-    l2 = any(r.get("budget") == "l2_bound" for r in records)
-    label = (lambda e: f"L2<={e:g}") if l2 else eps_label
+    kinds = {r.get("budget", "linf") for r in records}
+    label = functools.partial(budget_label, budget=kinds.pop() if len(kinds) == 1 else "linf")
     attacks = _order(attack_label(r) for r in records)
     models = _order(r["settings"]["model"] for r in records)
     defenses = _order(r["settings"]["defense"] for r in records)
@@ -291,11 +302,16 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
         for budget in _order(r.get("budget", "linf") for r in recs):
             part = [r for r in recs if r.get("budget", "linf") == budget]
             header, body = grid_table(part)
+            if budget == "l2":
+                md += ["L2 attacks: columns are L2 budgets (per-image norm over all pixels, pixel units).", ""]
             if budget == "l2_bound":
                 md += ["Minimum-norm attacks: an image counts as broken at bound b only if the attack fooled the "
                        "defended model with a perturbation of L2 norm <= b (pixel units); otherwise its clean prediction counts.", ""]
             md += [_md(header, _blank_repeats(body, 4)), ""]
-            (out / f"table_{_slug(ds)}{'_l2' if budget == 'l2_bound' else ''}.csv").write_text(_csv(header, body))
+            suffix = {"l2_bound": "_l2", "l2": "_l2ball"}.get(budget, "")
+            (out / f"table_{_slug(ds)}{suffix}.csv").write_text(_csv(header, body))
+        if any(r["settings"]["threat"] == SUITE for r in recs):
+            md += [f"Adaptive suite rows (threat {SUITE}): {SUITE_SEMANTICS}.", ""]
         skipped = skipped_unreadable(recs)
         md += [*skipped, ""] if skipped else []
         mine = [g for g in groups if any((r.get("experiment") or "") == exp and r["settings"]["dataset"] == dataset for r in g.records)]
@@ -350,9 +366,9 @@ def worst_sections(groups: list) -> list[str]:
                 if c is None:
                     continue
                 t = stats.paired(c, w)
-                rows.append([eps_label(e) if budget == "linf" else f"L2<={e:g}", W.cell_label(r), f"{c.mean():.3f}", f"{w.mean():.3f}",
+                rows.append([budget_label(e, budget), W.cell_label(r), f"{c.mean():.3f}", f"{w.mean():.3f}",
                              str(t["only_a"]), f"{t['p']:.3g}", "within noise" if t["within_noise"] else "weaker than worst case"])
-            md += [f"Worst case {model} / {defense} at {eps_label(e) if budget == 'linf' else f'L2<={e:g}'}: "
+            md += [f"Worst case {model} / {defense} at {budget_label(e, budget)}: "
                    f"{int(w.sum())}/{n} images robust; broken first by {first}.", ""]
         if rows:
             md += [f"### Paired comparison with the worst case: {model}, {defense}", "",

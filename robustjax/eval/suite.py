@@ -38,11 +38,11 @@ from robustjax.eval import program as P
 from robustjax.eval import records
 from robustjax.eval.context import Context
 from robustjax.eval.partial import PartialCell, resume_point
-from robustjax.eval.plan import Job
+from robustjax.eval.plan import SUITE, SUITE_SEMANTICS, Job
 from robustjax.eval.progress import bar, decode_cache
 
 SEGMENT = 2  # steps a tracked member runs between two gatherings of its standing images
-SEMANTICS = "adaptive: best adversarial per image, any step; nested budgets (broken at a smaller eps stays broken)"
+SEMANTICS = f"{SUITE}: {SUITE_SEMANTICS}"
 
 
 def shapes(batch: int, devices: int) -> list[int]:
