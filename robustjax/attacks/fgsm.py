@@ -7,7 +7,6 @@ import dataclasses
 import jax.numpy as jnp
 
 from robustjax.attacks.base import check_inputs, check_nonnegative, loss_grad
-from robustjax.attacks.iterative import iterate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,4 +29,6 @@ class FGSM:
         return (jnp.clip(adv + self.eps * jnp.sign(loss_grad(f, adv, y)), 0.0, 1.0),)
 
     def __call__(self, f, x, y, key=None):
-        return iterate(self, f, x, y, key)
+        """The one step from the start, without a loop (what :func:`iterate` computes for one step)."""
+        self.check(f, x, y, key)
+        return self.step(f, self.start(f, x, y, key), x, y)[0]
