@@ -36,7 +36,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from hific_reference import CROPS, NPZ, crop_digest, VARIANTS, kodak_crops, random_state_dict, reference_args  # noqa: E402
+from hific_reference import CROPS, NPZ, VARIANTS, crop_digest, kodak_crops, random_state_dict, reference_args  # noqa: E402
 
 
 def build(ref, n_blocks: int, likelihood: str):

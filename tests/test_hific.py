@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pytest
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np
+import pytest
+from codec_checks import check_real_bitstream  # noqa: E402
 from flax import nnx  # noqa: E402
-
 from hific_reference import VARIANTS, crop_digest, kodak_crops, load_reference, published_checkpoint, reference_args  # noqa: E402
+
 from robustjax.defenses import hific  # noqa: E402
 from robustjax.defenses.entropy import LIKELIHOOD_BOUND, bits  # noqa: E402
 from robustjax.porting import CheckpointMismatchError  # noqa: E402
-from codec_checks import check_real_bitstream  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +186,9 @@ def test_published_file_converts_on_the_command_line(ckpt7, tmp_path, ref, x):
     """torch.save in the published layout -> ``checkpoints_convert hific`` -> ``hific:low:weights=DST`` (the
     spec, 2 sequential rounds) on a 72x88 image (small to compile fast; not a multiple of 16): same as two forwards of the in-memory model."""
     torch = pytest.importorskip("torch")
-    from checkpoints_convert.__main__ import main
     from hific_reference import to_torch
+
+    from checkpoints_convert.__main__ import main
     from robustjax.defenses import get
 
     src, dst = tmp_path / "hific_low.pt", tmp_path / "converted"

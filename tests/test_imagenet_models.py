@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import DATA, need
 from PIL import Image
 
 from robustjax.models import resnet, vit
 from robustjax.porting import CheckpointMismatchError, load_into
-
-from conftest import DATA, need
 
 pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
 

@@ -1,20 +1,17 @@
 """Differentiable JPEG: fidelity to libjpeg (Pillow) and to kornia, gradients, batching, errors."""
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import DATA, need
 from kornia.enhance import jpeg_codec_differentiable
 from PIL import Image
 
 from robustjax.defenses import get, jpeg
 from robustjax.defenses.jpeg import files as jpeg_files
 from robustjax.defenses.jpeg.codec import _blockwise_codec, _tables_kornia
-
-from conftest import DATA, need
 
 QUALITIES = (10, 25, 50, 75, 95)
 

@@ -23,15 +23,14 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from robustjax import data as rdata
+from robustjax.attacks.threat import attacker_view
 from robustjax.eval import config as C
 from robustjax.eval.components import default, model_info
 from robustjax.eval.runner import Runner
-from robustjax.attacks.threat import attacker_view
 
 
 def main(argv=None):

@@ -21,11 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tests"))
 
 
@@ -47,6 +46,7 @@ def main() -> None:
     from default_config import hific_args
     from hific_reference import VARIANTS, kodak_crops, published_checkpoint, random_state_dict, reference_args
     from hific_reference_make import build, forward
+
     from robustjax.defenses import hific
 
     base = json.loads(json.dumps({n: getattr(hific_args, n) for n in dir(hific_args) if not n.startswith("_")}))

@@ -31,6 +31,7 @@ def child(rounds: int, size: int, batch: int, variant: str) -> None:
 
     sys.path.insert(0, str(ROOT / "tests"))
     from hific_reference import NPZ, VARIANTS, load_reference, published_checkpoint, reference_args
+
     from robustjax.defenses import hific, sequential
 
     meta = load_reference(NPZ)["meta"]

@@ -10,10 +10,9 @@ Both sides run on real Kodak crops when ../shared/data is present, random images
 
 from __future__ import annotations
 
-import os
-
 import argparse
 import glob
+import os
 import resource
 import subprocess
 import sys

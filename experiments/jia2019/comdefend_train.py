@@ -19,8 +19,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import optax
 import numpy as np
+import optax
 from flax import nnx
 
 from robustjax.defenses import comdefend as cd
@@ -53,7 +53,9 @@ def main() -> None:
     print(f"{len(L)} steps of batch {a.batch} ({t1 - t0:.0f} s): loss {L[:20].mean():.5f} -> {L[-20:].mean():.5f}, "
           f"train PSNR {tc.psnr(M[:20].mean()):.2f} -> {tc.psnr(M[-20:].mean()):.2f} dB (means over 20 steps)")
 
-    psnr = lambda y: float(np.mean(-10 * np.log10(np.mean((np.asarray(y) - held) ** 2, axis=(1, 2, 3)))))
+    def psnr(y):
+        return float(np.mean(-10 * np.log10(np.mean((np.asarray(y) - held) ** 2, axis=(1, 2, 3)))))
+
     init = cd.comdefend(cd.create(nnx.Rngs(cfg.seed)), sigma=0.0)
     trained = get(f"comdefend:sigma=0:weights={s['final']}")
     print(f"held-out PSNR (200 images, sigma=0): untrained {psnr(init(jnp.asarray(held))):.2f} dB, trained {psnr(trained(jnp.asarray(held))):.2f} dB")

@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax.checks import check_images, is_concrete
-from robustjax.defenses.base import Defense
 from robustjax.defenses.jpeg import islow
 from robustjax.defenses.jpeg import rounding as rounding_lib
 
