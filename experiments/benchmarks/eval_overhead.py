@@ -88,7 +88,8 @@ def main(argv=None):
             runner_s.append(rec["timing"]["per_image_s"])
             first_s.append(rec["timing"]["first_batch_s"])
     runner = min(runner_s)
-    print(f"{a.model} {a.defense} {a.attack} {a.threat} eps={a.eps}, {len(ds)} images, batch {a.batch_size}, {jax.devices()[0].platform}")
+    print(f"{a.model} {a.defense} {a.attack} {a.threat} eps={a.eps}, {len(ds)} images, batch {a.batch_size}, "
+          f"{jax.devices()[0].platform}")
     print(f"direct jitted attack + scoring: {direct_s:.4f} s/image")
     print(f"runner grid cell:               {runner:.4f} s/image (first batch {min(first_s):.2f} s)")
     print(f"ratio runner/direct: {runner / direct_s:.3f}")
