@@ -124,7 +124,8 @@ def main(argv=None):
         ref_pred = torch_predict(tlite, x, lite_pre) if tlite else None
         report("efficientnet_lite0", "imagenette val (1000-way)", len(y), (pred == y).mean(),
                None if ref_pred is None else (ref_pred == y).mean(), secs)
-        report("efficientnet_lite0+imagenette", "imagenette val (10-way)", len(y), (predict(lite_head, x) == y10).mean())
+        report("efficientnet_lite0+imagenette", "imagenette val (10-way)", len(y),
+               (predict(lite_head, x) == y10).mean())
         del x
     else:
         print(f"skipping Imagenette: {root} not found", file=sys.stderr)

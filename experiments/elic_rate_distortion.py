@@ -31,7 +31,8 @@ def main() -> None:
 
     root = Path(__file__).resolve().parents[1]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=Path(os.environ.get("ROBUSTJAX_WEIGHTS", root.parent / "shared" / "weights")))
+    p.add_argument("--weights", type=Path,
+                   default=Path(os.environ.get("ROBUSTJAX_WEIGHTS", root.parent / "shared" / "weights")))
     p.add_argument("--data", type=Path, default=Path(os.environ.get("ROBUSTJAX_DATA", root.parent / "shared" / "data")))
     p.add_argument("--n", type=int, default=None, help="first N Kodak images (default all 24)")
     p.add_argument("--out", type=Path, default=None)
@@ -43,7 +44,8 @@ def main() -> None:
     if not found:
         raise SystemExit(f"no ELIC checkpoints under {a.weights / 'elic'}: download ELIC_<Q>_ft_3980_Plateau.pth.tar "
                          f"from {elic.SOURCE_URL} and put them there")
-    lines = ["| ELIC | bpp (estimate) | bpp (real file) | PSNR dB | max abs decode vs forward | Räber et al. 2025 bpp |",
+    lines = ["| ELIC | bpp (estimate) | bpp (real file) | PSNR dB | max abs decode vs forward "
+             "| Räber et al. 2025 bpp |",
              "| --- | --- | --- | --- | --- | --- |"]
     for q in found:
         model, _ = elic.load(q, a.weights / "elic" / elic.published_name(q))
@@ -61,7 +63,8 @@ def main() -> None:
             data = codec.compress(im)
             real.append(8 * len(data[0]) / (im.shape[1] * im.shape[2]))
             err.append(float(np.abs(np.asarray(codec.decompress(data)) - np.asarray(out["x_hat"])).max()))
-        lines.append(f"| {q} | {np.mean(est):.4f} | {np.mean(real):.4f} | {np.mean(psnr):.2f} | {max(err):.1e} | {PAPER_BPP[q]} |")
+        lines.append(f"| {q} | {np.mean(est):.4f} | {np.mean(real):.4f} | {np.mean(psnr):.2f} | {max(err):.1e} "
+                     f"| {PAPER_BPP[q]} |")
         print(lines[-1], flush=True)
     text = "\n".join(lines)
     print(text)

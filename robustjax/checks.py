@@ -24,9 +24,11 @@ def check_images(x, name: str = "x", channels: tuple[int, ...] = (1, 3), check_r
     if len(shape) != 4:
         raise ValueError(f"{name} must have rank 4 (N, H, W, C), got shape {tuple(shape)}")
     if shape[-1] not in channels:
-        raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels in the last axis (NHWC), got shape {tuple(shape)}")
+        raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels in the last axis (NHWC), "
+                         f"got shape {tuple(shape)}")
     if not jax.numpy.issubdtype(dtype, jax.numpy.floating):  # bfloat16 too (numpy says it is not)
-        raise ValueError(f"{name} must be a float array with values in [0, 1], got dtype {np.dtype(dtype).name} (divide uint8 images by 255)")
+        raise ValueError(f"{name} must be a float array with values in [0, 1], got dtype {np.dtype(dtype).name} "
+                         "(divide uint8 images by 255)")
     if check_range and is_concrete(x) and np.size(x):
         values = np.asarray(x)  # on the host: a jax op here would be staged into an enclosing jit
         lo, hi = float(values.min()), float(values.max())

@@ -29,8 +29,9 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
-                         feature_group_count=1, batch_group_count=1, precision=None, preferred_element_type=None, **kwargs):
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
+                         preferred_element_type=None, **kwargs):
     """``lax.conv_general_dilated`` (same arguments, value, gradients and JVP), see the module docstring."""
     options = dict(window_strides=window_strides, padding=padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
                    feature_group_count=feature_group_count, batch_group_count=batch_group_count, precision=precision,
@@ -107,7 +108,8 @@ class Conv(nnx.Conv):
         super().__init__(*args, **kwargs)
 
 
-def max_pool(x, window: tuple[int, int], strides: tuple[int, int], padding: str | tuple[tuple[int, int], tuple[int, int]]):
+def max_pool(x, window: tuple[int, int], strides: tuple[int, int],
+             padding: str | tuple[tuple[int, int], tuple[int, int]]):
     """2-D max pooling of ``(N, H, W, C)`` (padding with -inf), whose gradient goes to the first
     maximum of each window in row-major order, as PyTorch's ``max_pool2d`` routes it.
 
@@ -130,7 +132,8 @@ def max_pool(x, window: tuple[int, int], strides: tuple[int, int], padding: str 
         """Each window offset's strided view of the padded input, shaped like the output."""
         for i in range(kh):
             for j in range(kw):
-                yield i, j, lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, xp.shape[3]),
+                yield i, j, lax.slice(xp, (0, i, j, 0),
+                                      (xp.shape[0], i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, xp.shape[3]),
                                       (1, sh, sw, 1))
 
     @jax.custom_vjp

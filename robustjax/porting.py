@@ -36,7 +36,8 @@ class CheckpointMismatchError(ValueError):
         if self.unmapped:
             lines.append(f"  {len(self.unmapped)} source key(s) not used by the model: " + ", ".join(self.unmapped))
         if self.missing:
-            lines.append(f"  {len(self.missing)} model parameter(s) missing from the checkpoint: " + ", ".join(self.missing))
+            lines.append(f"  {len(self.missing)} model parameter(s) missing from the checkpoint: "
+                         + ", ".join(self.missing))
         if self.shape_mismatch:
             lines.append(f"  {len(self.shape_mismatch)} shape mismatch(es): " + "; ".join(self.shape_mismatch))
         super().__init__("\n".join(lines))
@@ -106,7 +107,8 @@ def map_keys(
             else:
                 target = match.expand(rule.target)
                 if target in mapped:
-                    raise CheckpointMismatchError(unmapped=[f"{key} (-> {target}, already filled by {mapped[target][0]})"])
+                    raise CheckpointMismatchError(
+                        unmapped=[f"{key} (-> {target}, already filled by {mapped[target][0]})"])
                 try:
                     mapped[target] = (key, rule.transform(np.asarray(value)))
                 except ValueError:
@@ -117,7 +119,8 @@ def map_keys(
     return mapped, unmapped, ignored, bad_shapes
 
 
-def load_into(module: nnx.Module, source: Mapping[str, np.ndarray], rules: Iterable[Rule | Ignore], context: str = "") -> list[str]:
+def load_into(module: nnx.Module, source: Mapping[str, np.ndarray], rules: Iterable[Rule | Ignore],
+              context: str = "") -> list[str]:
     """Fill every ``nnx.Variable`` of ``module`` from ``source`` through ``rules``, in place.
 
     Every variable of the module (parameters and batch statistics alike) must be produced by exactly

@@ -63,7 +63,8 @@ class _TensorRef:
         if not self.size:
             return np.array(flat[self.offset])
         item = flat.itemsize
-        view = np.lib.stride_tricks.as_strided(flat[self.offset :], self.size, [s * item for s in self.stride], writeable=False)
+        view = np.lib.stride_tricks.as_strided(flat[self.offset :], self.size, [s * item for s in self.stride],
+                                               writeable=False)
         return np.array(view)
 
 
@@ -150,7 +151,8 @@ def _read_zip(path: Path, allow) -> Any:
         obj = _RestrictedUnpickler(io.BytesIO(z.read(pkl[0])), storages, allow).load()
         for key, st in storages.items():
             raw = z.read(f"{prefix}data/{key}")
-            st.array = np.frombuffer(raw, np.dtype(st.dtype).newbyteorder("<" if order == "little" else ">"), count=st.numel)
+            st.array = np.frombuffer(raw, np.dtype(st.dtype).newbyteorder("<" if order == "little" else ">"),
+                                     count=st.numel)
     return _materialise(obj)
 
 
@@ -170,7 +172,8 @@ def _read_legacy(path: Path, allow) -> Any:
         for key in keys:
             st = storages[str(key)]
             numel = int(np.frombuffer(f.read(8), "<i8")[0])
-            st.array = np.frombuffer(f.read(numel * np.dtype(st.dtype).itemsize), np.dtype(st.dtype).newbyteorder("<"), count=numel)
+            st.array = np.frombuffer(f.read(numel * np.dtype(st.dtype).itemsize), np.dtype(st.dtype).newbyteorder("<"),
+                                     count=numel)
     return _materialise(obj)
 
 

@@ -70,7 +70,8 @@ def chandelier_state_dict(net, eb_names: str = "1.1.5", wrap: bool = False) -> d
         if eb_names == "1.1.5":
             m = re.fullmatch(r"entropy_bottleneck\.(matrices|biases|factors)\.(\d)", new)
             if m:
-                new = "entropy_bottleneck._" + {"matrices": "matrix", "biases": "bias", "factors": "factor"}[m[1]] + m[2]
+                new = ("entropy_bottleneck._" + {"matrices": "matrix", "biases": "bias", "factors": "factor"}[m[1]]
+                       + m[2])
         out[new] = value
     return {"state_dict": out} if wrap else out
 

@@ -23,8 +23,10 @@ NPZ = Path(__file__).resolve().parent / "data" / "hific_reference.npz"
 # low and med share the 7-block weights (they differ only in the latent likelihood); hi also checks
 # the normalize_input_image path (tanh output).
 VARIANTS = {
-    "low": (1, {"n_residual_blocks": 7, "likelihood_type": "gaussian", "normalize_input_image": False, "regime": "low"}),
-    "med": (1, {"n_residual_blocks": 7, "likelihood_type": "logistic", "normalize_input_image": False, "regime": "med"}),
+    "low": (1, {"n_residual_blocks": 7, "likelihood_type": "gaussian", "normalize_input_image": False,
+                "regime": "low"}),
+    "med": (1, {"n_residual_blocks": 7, "likelihood_type": "logistic", "normalize_input_image": False,
+                "regime": "med"}),
     "hi": (2, {"n_residual_blocks": 9, "likelihood_type": "gaussian", "normalize_input_image": True, "regime": "high"}),
 }
 # The reference crops: Kodak image, top, left (224 x 224).
@@ -127,7 +129,8 @@ def published_checkpoint(layout, seed: int, args: dict, with_training_state: boo
     if with_training_state:
         disc = {k[len("Discriminator."):]: v for k, v in sd.items() if k.startswith("Discriminator.")}
         ckpt["discriminator_state_dict"] = disc
-        opt = {"state": {0: {"step": 3, "exp_avg": np.zeros(4, np.float32)}}, "param_groups": [{"lr": 1e-4, "params": [0]}]}
+        opt = {"state": {0: {"step": 3, "exp_avg": np.zeros(4, np.float32)}},
+               "param_groups": [{"lr": 1e-4, "params": [0]}]}
         ckpt["compression_optimizer_state_dict"] = opt
         ckpt["hyperprior_optimizer_state_dict"] = opt
         ckpt["discriminator_optimizer_state_dict"] = opt

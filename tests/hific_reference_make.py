@@ -18,8 +18,9 @@ hi = 9 blocks Gaussian with normalize_input_image):
    eval forward, generator, tanh if normalised, crop) and then ``decompress``'s ``(r + 1) / 2`` and clamp;
 3. stores the reconstruction (uint16, step 1/65535: quantisation error <= 7.7e-6), the input gradient
    of ``sum((out - x)^2)`` (float16 rounded to 4 mantissa bits, to keep the file under 1 MB: cosine to
-   the float32 gradient 0.99991, against the test's 0.999), the bits per pixel (``total_qbpp``, and the y / z parts), the
-   state-dict layouts (keys and shapes, for 7 and 9 blocks) and the reference's ``hific_args``.
+   the float32 gradient 0.99991, against the test's 0.999), the bits per pixel (``total_qbpp``, and the
+   y / z parts), the state-dict layouts (keys and shapes, for 7 and 9 blocks) and the reference's
+   ``hific_args``.
 
 low and med share weights (seed 1), so their reconstructions and gradients are equal; the script checks
 that and stores them once (under ``low``).
@@ -36,7 +37,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from hific_reference import CROPS, NPZ, crop_digest, VARIANTS, kodak_crops, random_state_dict, reference_args  # noqa: E402
+from hific_reference import CROPS, NPZ, VARIANTS, crop_digest, kodak_crops, random_state_dict, reference_args  # noqa: E402
 
 
 def build(ref, n_blocks: int, likelihood: str):
@@ -48,9 +49,11 @@ def build(ref, n_blocks: int, likelihood: str):
         def __init__(self):
             super().__init__()
             self.Encoder = encoder.Encoder((3, 256, 256), 1, C=220, channel_norm=True)
-            self.Generator = generator.Generator((220, 16, 16), 1, C=220, n_residual_blocks=n_blocks, channel_norm=True)
+            self.Generator = generator.Generator((220, 16, 16), 1, C=220, n_residual_blocks=n_blocks,
+                                                 channel_norm=True)
             self.Hyperprior = hyperprior.Hyperprior(bottleneck_capacity=220, likelihood_type=likelihood)
-            self.Discriminator = discriminator.Discriminator(image_dims=(3, 256, 256), context_dims=(220, 16, 16), C=220)
+            self.Discriminator = discriminator.Discriminator(image_dims=(3, 256, 256), context_dims=(220, 16, 16),
+                                                             C=220)
 
     return Published()
 
@@ -135,7 +138,8 @@ def main(ref_path: str, data_dir: str = "/work/shared/data") -> None:
             out[f"{variant}_grad"] = round_mantissa(grad)
             g = out[f"{variant}_grad"].astype(np.float32).ravel()
             stats["grad_storage_cosine"] = float(g @ grad.ravel() / (np.linalg.norm(g) * np.linalg.norm(grad)))
-        out[f"{variant}_bpp"] = np.asarray([info.total_qbpp.item(), info.latent_qbpp.item(), info.hyperlatent_qbpp.item()])
+        out[f"{variant}_bpp"] = np.asarray([info.total_qbpp.item(), info.latent_qbpp.item(),
+                                            info.hyperlatent_qbpp.item()])
         del net
     meta["layouts"] = {str(k): v for k, v in layouts.items()}
     NPZ.parent.mkdir(exist_ok=True)

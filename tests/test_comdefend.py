@@ -73,7 +73,9 @@ def net():
 
 
 def test_parameter_counts_match_the_published_networks(net):
-    count = lambda m: sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(m, nnx.Param)))
+    def count(m):
+        return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(m, nnx.Param)))
+
     assert (count(net.com), count(net.rec)) == (783_372, 783_363)
 
 
@@ -105,7 +107,9 @@ def test_psnr_on_seeded_cifar_subset(net):
     """
     x = _cifar_images(300, seed=0)
     d = jax.jit(cd.comdefend(net, sigma=0.0).fn)
-    psnr = lambda y: -10 * np.log10(np.mean((np.asarray(y) - x) ** 2, axis=(1, 2, 3)))
+    def psnr(y):
+        return -10 * np.log10(np.mean((np.asarray(y) - x) ** 2, axis=(1, 2, 3)))
+
     rgb = psnr(d(x, None))
     se = rgb.std(ddof=1) / np.sqrt(len(rgb))
     assert rgb.mean() >= 30.4 - 3 * se, (rgb.mean(), se)
@@ -158,8 +162,9 @@ def test_strict_loading_names_the_problem(tmp_path):
 @pytest.mark.slow
 def test_mnist_variant_reconstructs_mnist_digits():
     """MNIST weights (1 channel, 4-channel code) on foolbox's 20 MNIST test digits; parity with torch."""
-    import foolbox
     from pathlib import Path
+
+    import foolbox
     from PIL import Image
 
     files = sorted(glob.glob(str(Path(foolbox.__file__).parent / "data" / "mnist_*.png")))

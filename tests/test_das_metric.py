@@ -21,7 +21,8 @@ def test_msr_counts_only_the_clean_correct():
 
 
 def test_runner_stores_flips_and_report_shows_msr(tmp_path):
-    recs = Runner(cfg(tmp_path, defenses=["none"], attacks=["ifgsm"], threats=["oblivious"]), components(), progress=False).run()
+    recs = Runner(cfg(tmp_path, defenses=["none"], attacks=["ifgsm"], threats=["oblivious"]), components(),
+                  progress=False).run()
     r = recs[0]
     assert r["clean_correct"] == 20 == r["correct"][0]  # stand-in labels are the CNN's own: all clean-correct
     assert r["flipped"][0] == 0 and all(f == 20 - c for f, c in zip(r["flipped"][1:], r["correct"][1:]))

@@ -9,11 +9,11 @@ pytest.importorskip("compressai")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from codec_checks import check_real_bitstream  # noqa: E402
+from elic_reference import chandelier_state_dict, kodak_crop, reference_model  # noqa: E402
 
 from robustjax.defenses import elic  # noqa: E402
 from robustjax.porting import CheckpointMismatchError  # noqa: E402
-from elic_reference import chandelier_state_dict, kodak_crop, reference_model  # noqa: E402
-from codec_checks import check_real_bitstream  # noqa: E402
 
 pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
 

@@ -1,9 +1,8 @@
 """ELIC as a defense spec: checkpoint discovery and conversion on first use, size policies, errors."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import jax.numpy as jnp
 from flax import nnx
 
 from robustjax import defenses

@@ -49,7 +49,8 @@ def test_attacker_views_and_gradients(ens):
 
     ident = get("none")
     base = member(0)
-    np.testing.assert_allclose(np.asarray(attacker_view("oblivious", ens, ident)(x)), np.asarray(base(x)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(attacker_view("oblivious", ens, ident)(x)), np.asarray(base(x)),
+                               rtol=1e-5, atol=1e-5)
     for threat in ("through", "bpda"):
         v = attacker_view(threat, ens, ident)
         g = jax.grad(lambda z: -jax.nn.log_softmax(v(z))[jnp.arange(2), y].sum())(x)
@@ -81,8 +82,10 @@ def fake_chain(root, qualities=(90, 40)):
             "model": "small_cnn_cifar10"}
     base = checkpoints.save(small_cnn.create(rngs=nnx.Rngs(0)), {**meta, "quality": None}, root / "M")
     for k, q in enumerate(qualities, 1):
-        checkpoints.save(small_cnn.create(rngs=nnx.Rngs(k)), {**meta, "quality": q}, root / "chain" / f"q{q:03d}" / "final")
-    (root / "chain" / "chain.json").write_text(json.dumps({"base": str(base), "model": "small_cnn_cifar10", "qualities": list(qualities)}))
+        checkpoints.save(small_cnn.create(rngs=nnx.Rngs(k)), {**meta, "quality": q},
+                         root / "chain" / f"q{q:03d}" / "final")
+    (root / "chain" / "chain.json").write_text(
+        json.dumps({"base": str(base), "model": "small_cnn_cifar10", "qualities": list(qualities)}))
     return root / "chain"
 
 
@@ -95,7 +98,8 @@ def test_ensemble_spec_in_the_eval_runner(tmp_path):
     chain = fake_chain(tmp_path)
     c = C.quickstart()
     c.update(dict(dataset="foolbox_cifar10", n=4, models=[f"ensemble:{chain}"], defenses=["none"], attacks=["fgsm"],
-                  eps=[0.0, 8 / 255], threats=["oblivious", "through", "bpda"], batch_size=4, out=str(tmp_path / "out")))
+                  eps=[0.0, 8 / 255], threats=["oblivious", "through", "bpda"], batch_size=4,
+                  out=str(tmp_path / "out")))
     recs = Runner(c, default(), progress=False).run()
     assert [r["settings"]["threat"] for r in recs] == ["oblivious", "through", "bpda"]
     ens = ensemble.from_chain(chain)

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pytest
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np
+import pytest
+from codec_checks import check_real_bitstream  # noqa: E402
 from flax import nnx  # noqa: E402
-
 from hific_reference import VARIANTS, crop_digest, kodak_crops, load_reference, published_checkpoint, reference_args  # noqa: E402
+
 from robustjax.defenses import hific  # noqa: E402
 from robustjax.defenses.entropy import LIKELIHOOD_BOUND, bits  # noqa: E402
 from robustjax.porting import CheckpointMismatchError  # noqa: E402
-from codec_checks import check_real_bitstream  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -185,17 +184,20 @@ def test_missing_checkpoint_says_where_to_put_it(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_published_file_converts_on_the_command_line(ckpt7, tmp_path, ref, x):
     """torch.save in the published layout -> ``checkpoints_convert hific`` -> ``hific:low:weights=DST`` (the
-    spec, 2 sequential rounds) on a 72x88 image (small to compile fast; not a multiple of 16): same as two forwards of the in-memory model."""
+    spec, 2 sequential rounds) on a 72x88 image (small to compile fast; not a multiple of 16): same as two
+    forwards of the in-memory model."""
     torch = pytest.importorskip("torch")
-    from checkpoints_convert.__main__ import main
     from hific_reference import to_torch
+
+    from checkpoints_convert.__main__ import main
     from robustjax.defenses import get
 
     src, dst = tmp_path / "hific_low.pt", tmp_path / "converted"
     torch.save(to_torch(ckpt7), src)
     assert main(["hific", str(src), str(dst), "--set", "likelihood=gaussian"]) == 0
     meta = json.loads((dst / "metadata.json").read_text())
-    assert meta["config"]["n_residual_blocks"] == 7 and "discriminator_optimizer_state_dict" in meta["ignored_source_entries"]
+    assert (meta["config"]["n_residual_blocks"] == 7
+            and "discriminator_optimizer_state_dict" in meta["ignored_source_entries"])
     assert main(["hific", str(src), str(tmp_path / "bad"), "--set", "likelihood=logistic"]) == 1  # contradicts args
     defense = get(f"seq:2:hific:low:weights={dst}")
     small = jnp.asarray(x[:, 50:122, 60:148])  # 72 x 88: padded to 80 x 96 inside, cropped back
@@ -230,4 +232,5 @@ def test_raber2025_hific_experiment_configs():
     for c in (t7, t10):
         C.check_shape(c)
     assert list(t7.defenses) == ["hific:low", "hific:med", "hific:hi"] and list(t7.threats) == ["oblivious", "through"]
-    assert list(t10.defenses)[:3] == ["hific:med", "seq:2:hific:med", "seq:3:hific:med"] and "seq:20:hific:med" in t10.defenses
+    assert (list(t10.defenses)[:3] == ["hific:med", "seq:2:hific:med", "seq:3:hific:med"]
+            and "seq:20:hific:med" in t10.defenses)

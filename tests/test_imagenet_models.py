@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import DATA, need
 from PIL import Image
 
 from robustjax.models import resnet, vit
 from robustjax.porting import CheckpointMismatchError, load_into
-
-from conftest import DATA, need
 
 pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
 
@@ -60,4 +59,5 @@ def test_foreign_state_dict_is_named():
     ref = torchvision.models.resnet18(weights=None)
     with pytest.raises(CheckpointMismatchError) as err:
         load_into(resnet.create(), {k: v.numpy() for k, v in ref.state_dict().items()}, resnet.RULES)
-    assert "layer1.0.conv3.kernel" in str(err.value) and "layer1.0.conv1.kernel: model (1, 1, 64, 64), checkpoint (3, 3, 64, 64)" in str(err.value)
+    assert ("layer1.0.conv3.kernel" in str(err.value)
+            and "layer1.0.conv1.kernel: model (1, 1, 64, 64), checkpoint (3, 3, 64, 64)" in str(err.value))

@@ -1,20 +1,17 @@
 """Differentiable JPEG: fidelity to libjpeg (Pillow) and to kornia, gradients, batching, errors."""
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import DATA, need
 from kornia.enhance import jpeg_codec_differentiable
 from PIL import Image
 
 from robustjax.defenses import get, jpeg
 from robustjax.defenses.jpeg import files as jpeg_files
 from robustjax.defenses.jpeg.codec import _blockwise_codec, _tables_kornia
-
-from conftest import DATA, need
 
 QUALITIES = (10, 25, 50, 75, 95)
 
@@ -131,7 +128,8 @@ def small_batch(kodak):
     return jnp.asarray(np.stack([k[200:232, 300:340] for k in kodak[:3]]).astype(np.float32) / 255.0)
 
 
-@pytest.mark.parametrize("mode", [pytest.param("libjpeg", marks=pytest.mark.slow), "kornia"])  # libjpeg: 25 s of compile
+@pytest.mark.parametrize("mode", [pytest.param("libjpeg", marks=pytest.mark.slow),  # libjpeg: 25 s of compile
+                                  "kornia"])
 def test_gradients_by_rounding(small_batch, mode):
     def grad(rounding):
         return np.asarray(jax.grad(lambda v: jnp.sum(jpeg(v, 25, rounding=rounding, mode=mode) ** 2))(small_batch))

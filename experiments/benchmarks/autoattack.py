@@ -125,7 +125,6 @@ def main():
 
     import jax
     import torch
-
     from attacks import _normalised, _torch_cifar  # noqa: F401  (the PGD benchmark's reference builders)
 
     print(f"jax {jax.__version__} on {jax.default_backend()}, "

@@ -52,8 +52,8 @@ def pair(name, ours_module, torch_model, batch, size, repeats):
     t_tf = best_of(torch_fwd, repeats)
     t_tb = best_of(torch_bwd, repeats)
     ms = lambda t: 1000 * t / batch  # noqa: E731
-    print(f"{name} batch {batch}x{size}: forward {ms(t_jf):.2f} vs torch {ms(t_tf):.2f} ms/image (ratio {t_tf / t_jf:.2f}x); "
-          f"fwd+bwd {ms(t_jb):.2f} vs {ms(t_tb):.2f} ms/image (ratio {t_tb / t_jb:.2f}x)")
+    print(f"{name} batch {batch}x{size}: forward {ms(t_jf):.2f} vs torch {ms(t_tf):.2f} ms/image "
+          f"(ratio {t_tf / t_jf:.2f}x); fwd+bwd {ms(t_jb):.2f} vs {ms(t_tb):.2f} ms/image (ratio {t_tb / t_jb:.2f}x)")
     return t_jb / batch, t_tb / batch
 
 

@@ -33,7 +33,6 @@ def main():
     import numpy as np
     from flax import nnx
 
-    from robustjax import layers
     from robustjax.attacks import PGD
     from robustjax.models import cifar_resnet
 

@@ -22,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tests"))
 
 
@@ -35,9 +36,9 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
     import torch
+    from elic_reference import chandelier_state_dict, kodak_crop, reference_model
     from flax import nnx
 
-    from elic_reference import chandelier_state_dict, kodak_crop, reference_model
     from robustjax.defenses import elic
 
     data = Path(os.environ.get("ROBUSTJAX_DATA", ROOT.parent / "shared" / "data"))

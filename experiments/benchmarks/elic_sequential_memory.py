@@ -61,7 +61,9 @@ def main() -> None:
         return child(a.child, a.size, a.batch, a.repeat, a.analyse)
     rows = []
     for n in a.rounds:
-        cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--child", str(n), "--size", str(a.size), "--batch", str(a.batch)] + (["--repeat"] if a.repeat else []) + (["--analyse"] if a.analyse else [])
+        cmd = (["/usr/bin/time", "-v", sys.executable, __file__, "--child", str(n), "--size", str(a.size),
+                "--batch", str(a.batch)]
+               + (["--repeat"] if a.repeat else []) + (["--analyse"] if a.analyse else []))
         r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
         if r.returncode:
             print(r.stdout, r.stderr[-3000:], file=sys.stderr)
@@ -76,7 +78,8 @@ def main() -> None:
     if len(rows) >= 2 and not a.analyse:
         lo, hi = rows[0], rows[-1]
         print(f"peak RSS {hi['rounds']} rounds / {lo['rounds']} rounds = {hi['peak_rss_gib'] / lo['peak_rss_gib']:.2f} "
-              f"({hi['peak_rss_gib']:.2f} GiB vs {lo['peak_rss_gib']:.2f} GiB), batch {a.batch}, {a.size}x{a.size}, CPU")
+              f"({hi['peak_rss_gib']:.2f} GiB vs {lo['peak_rss_gib']:.2f} GiB), "
+              f"batch {a.batch}, {a.size}x{a.size}, CPU")
 
 
 if __name__ == "__main__":

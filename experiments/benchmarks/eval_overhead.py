@@ -23,15 +23,14 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from robustjax import data as rdata
+from robustjax.attacks.threat import attacker_view
 from robustjax.eval import config as C
 from robustjax.eval.components import default, model_info
 from robustjax.eval.runner import Runner
-from robustjax.attacks.threat import attacker_view
 
 
 def main(argv=None):
@@ -89,7 +88,8 @@ def main(argv=None):
             runner_s.append(rec["timing"]["per_image_s"])
             first_s.append(rec["timing"]["first_batch_s"])
     runner = min(runner_s)
-    print(f"{a.model} {a.defense} {a.attack} {a.threat} eps={a.eps}, {len(ds)} images, batch {a.batch_size}, {jax.devices()[0].platform}")
+    print(f"{a.model} {a.defense} {a.attack} {a.threat} eps={a.eps}, {len(ds)} images, batch {a.batch_size}, "
+          f"{jax.devices()[0].platform}")
     print(f"direct jitted attack + scoring: {direct_s:.4f} s/image")
     print(f"runner grid cell:               {runner:.4f} s/image (first batch {min(first_s):.2f} s)")
     print(f"ratio runner/direct: {runner / direct_s:.3f}")

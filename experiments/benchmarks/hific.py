@@ -1,7 +1,7 @@
 """HiFiC forward+backward per image: robustjax (Flax, jitted) vs the reference PyTorch network, same run.
 
-    PYTHONPATH=.:/path/to/autograd-dir python experiments/benchmarks/hific.py /path/to/high-fidelity-generative-compression \
-        [--variant low] [--batch 1] [--size 224] [--repeats 3]
+    PYTHONPATH=.:/path/to/autograd-dir python experiments/benchmarks/hific.py \
+        /path/to/high-fidelity-generative-compression [--variant low] [--batch 1] [--size 224] [--repeats 3]
 
 The reference repository (Justin-Tan/high-fidelity-generative-compression) is not part of the project:
 pass a local copy (and put its dependency ``autograd`` on the path). Both sides hold the same seeded
@@ -21,11 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tests"))
 
 
@@ -47,6 +46,7 @@ def main() -> None:
     from default_config import hific_args
     from hific_reference import VARIANTS, kodak_crops, published_checkpoint, random_state_dict, reference_args
     from hific_reference_make import build, forward
+
     from robustjax.defenses import hific
 
     base = json.loads(json.dumps({n: getattr(hific_args, n) for n in dir(hific_args) if not n.startswith("_")}))
@@ -82,9 +82,10 @@ def main() -> None:
 
     t_t = best_of(torch_step, a.repeats)
     n = a.batch
-    print(f"HiFiC {a.variant} {a.size}x{a.size}, batch {n}, torch threads {torch.get_num_threads()}, jax {jax.devices()}")
-    print(f"forward+backward robustjax {t_j / n:.3f} s/img (compile+first {compile_s:.1f} s)  reference {t_t / n:.3f} s/img  "
-          f"ratio reference/robustjax {t_t / t_j:.2f}")
+    print(f"HiFiC {a.variant} {a.size}x{a.size}, batch {n}, torch threads {torch.get_num_threads()}, "
+          f"jax {jax.devices()}")
+    print(f"forward+backward robustjax {t_j / n:.3f} s/img (compile+first {compile_s:.1f} s)  "
+          f"reference {t_t / n:.3f} s/img  ratio reference/robustjax {t_t / t_j:.2f}")
 
 
 if __name__ == "__main__":

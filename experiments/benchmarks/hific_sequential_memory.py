@@ -1,6 +1,7 @@
 """Peak memory of the gradient through N sequential HiFiC rounds (Räber et al. 2025's Table 10 goes to 20).
 
-    PYTHONPATH=. python experiments/benchmarks/hific_sequential_memory.py [--rounds 1 7 20] [--size 224] [--batch 1] [--variant low]
+    PYTHONPATH=. python experiments/benchmarks/hific_sequential_memory.py \
+        [--rounds 1 7 20] [--size 224] [--batch 1] [--variant low]
 
 Each N runs in its own subprocess under ``/usr/bin/time -v`` (peak resident set size, compile and the
 ~0.6-0.7 GB of weights included); the child jits ``grad(sum(seq:N:hific(x)))`` through
@@ -31,6 +32,7 @@ def child(rounds: int, size: int, batch: int, variant: str) -> None:
 
     sys.path.insert(0, str(ROOT / "tests"))
     from hific_reference import NPZ, VARIANTS, load_reference, published_checkpoint, reference_args
+
     from robustjax.defenses import hific, sequential
 
     meta = load_reference(NPZ)["meta"]
@@ -74,7 +76,8 @@ def main() -> None:
     if len(rows) >= 2:
         lo, hi = rows[0], rows[-1]
         print(f"peak RSS {hi['rounds']} rounds / {lo['rounds']} rounds = {hi['peak_rss_gib'] / lo['peak_rss_gib']:.2f} "
-              f"({hi['peak_rss_gib']:.2f} GiB vs {lo['peak_rss_gib']:.2f} GiB), batch {a.batch}, {a.size}x{a.size}, CPU")
+              f"({hi['peak_rss_gib']:.2f} GiB vs {lo['peak_rss_gib']:.2f} GiB), "
+              f"batch {a.batch}, {a.size}x{a.size}, CPU")
 
 
 if __name__ == "__main__":

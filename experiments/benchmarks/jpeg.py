@@ -10,10 +10,9 @@ Both sides run on real Kodak crops when ../shared/data is present, random images
 
 from __future__ import annotations
 
-import os
-
 import argparse
 import glob
+import os
 import resource
 import subprocess
 import sys
@@ -105,7 +104,8 @@ def sequential_child(rounds: int, batch: int, size: int, quality: float) -> None
     g = compiled(x).block_until_ready()
     elapsed = time.perf_counter() - t
     peak = peak_rss_mib()
-    print(f"{rounds} rounds: fwd+bwd {elapsed:.3f} s for batch {batch}, peak RSS {peak:.0f} MiB (whole process) (XLA buffers {xla_mib:.0f} MiB), finite {bool(jnp.isfinite(g).all())}")
+    print(f"{rounds} rounds: fwd+bwd {elapsed:.3f} s for batch {batch}, peak RSS {peak:.0f} MiB (whole process) "
+          f"(XLA buffers {xla_mib:.0f} MiB), finite {bool(jnp.isfinite(g).all())}")
 
 
 def main() -> None:
@@ -128,7 +128,8 @@ def main() -> None:
         return
     bench_pair(a.batch, a.size, a.quality, a.repeats)
     for r in a.rounds:
-        cmd = [sys.executable, __file__, "--child-rounds", str(r), "--seq-batch", str(a.seq_batch), "--size", str(a.size), "--quality", str(a.quality)]
+        cmd = [sys.executable, __file__, "--child-rounds", str(r), "--seq-batch", str(a.seq_batch),
+               "--size", str(a.size), "--quality", str(a.quality)]
         # The memory child runs with glibc's default allocator: the no-trim settings above keep freed
         # compile-time memory in RSS and would overstate the peak.
         env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}

@@ -100,9 +100,10 @@ def _maxpool(a, rng, n, jax_pair, torch_pair, ms):
     x = np.maximum(rng.standard_normal((n, 112, 112, 64)), 0).astype(np.float32)  # after the stem's ReLU
     t_nnx = jax_pair(lambda v: nnx.max_pool(v, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))), jnp.asarray(x))
     t_ours = jax_pair(lambda v: layers.max_pool(v, (3, 3), (2, 2), ((1, 1), (1, 1))), jnp.asarray(x))
-    t_torch = torch_pair(lambda v: torch.nn.functional.max_pool2d(v, 3, 2, 1), torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
-    print(f"max-pool 3x3/2 112x112x64: nnx {ms(t_nnx[0])} / {ms(t_nnx[1])}   layers {ms(t_ours[0])} / {ms(t_ours[1])}   "
-          f"torch {ms(t_torch[0])} / {ms(t_torch[1])}")
+    t_torch = torch_pair(lambda v: torch.nn.functional.max_pool2d(v, 3, 2, 1),
+                         torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+    print(f"max-pool 3x3/2 112x112x64: nnx {ms(t_nnx[0])} / {ms(t_nnx[1])}   "
+          f"layers {ms(t_ours[0])} / {ms(t_ours[1])}   torch {ms(t_torch[0])} / {ms(t_torch[1])}")
 
 
 def _depthwise(rng, n, jax_pair, torch_pair, ms):
@@ -143,7 +144,8 @@ def _depthwise(rng, n, jax_pair, torch_pair, ms):
         print(f"depthwise {k}x{k}/{s} {hw}x{hw}x{c}:  lax {ms(t_lax[0])} / {ms(t_lax[1])}   autodiff {ms(t_auto[0])} / "
               f"{ms(t_auto[1])}   layers {ms(t_ours[0])} / {ms(t_ours[1])}   torch {ms(t_torch[0])} / {ms(t_torch[1])}")
     print(f"depthwise total: lax {ms(totals[0, 0])} / {ms(totals[0, 1])}   autodiff {ms(totals[1, 0])} / "
-          f"{ms(totals[1, 1])}   layers {ms(totals[2, 0])} / {ms(totals[2, 1])}   torch {ms(totals[3, 0])} / {ms(totals[3, 1])}")
+          f"{ms(totals[1, 1])}   layers {ms(totals[2, 0])} / {ms(totals[2, 1])}   "
+          f"torch {ms(totals[3, 0])} / {ms(totals[3, 1])}")
 
 
 if __name__ == "__main__":

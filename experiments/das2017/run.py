@@ -156,8 +156,10 @@ def table1(root: Path, base: str, n: int, run: bool = True) -> str:
     common = dict(models=["M", ens], defenses=["none"], threats=["oblivious", "through", "bpda"], n=n)
     t0 = time.perf_counter()
     if run:
-        recs = run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=["fgsm"], eps=[0.0, FGSM_EPS], **common)
-        recs += run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=[dict(DEEPFOOL)], eps=[0.0, UNBOUNDED], **common)
+        recs = run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=["fgsm"], eps=[0.0, FGSM_EPS],
+                        **common)
+        recs += run_grid(root, base, p["table1"], f"das2017_table1_{base}", attacks=[dict(DEEPFOOL)],
+                         eps=[0.0, UNBOUNDED], **common)
     else:
         recs = latest(Store(p["table1"]).records())
     wall = time.perf_counter() - t0
@@ -177,9 +179,11 @@ def table1(root: Path, base: str, n: int, run: bool = True) -> str:
                      f"{k1 / r['n_images']:.3f} [{lo:.3f}, {hi:.3f}]", f"{msr:.3f} [{mlo:.3f}, {mhi:.3f}]",
                      f"{r['timing']['per_image_s']:.3f}"))
     n_img = recs[0]["n_images"]
-    head = ("| attack | model | threat model | benign accuracy | attacked accuracy | misclassification success | s/image |\n"
+    head = ("| attack | model | threat model | benign accuracy | attacked accuracy | misclassification success "
+            "| s/image |\n"
             "| --- | --- | --- | --- | --- | --- | --- |")
-    text = "\n".join([f"Table 1 ({base}): {n_img} held-out images, 95% Wilson intervals; wall {wall:.0f} s this call", "", head]
+    text = "\n".join([f"Table 1 ({base}): {n_img} held-out images, 95% Wilson intervals; wall {wall:.0f} s this call",
+                      "", head]
                      + ["| " + " | ".join(r) + " |" for r in rows])
     (p["table1"] / "table1.md").write_text(text + "\n")
     return text
@@ -223,7 +227,8 @@ def figures(root: Path, base: str, n: int) -> str:
                 c = sum(int(ev(xs[i:i + bs], y[i:i + bs], jnp.float32(q))) for i in range(0, len(xs), bs))
                 acc[(name, sname, q)] = c / len(xs)
     wall = time.perf_counter() - t0
-    (p["figures"] / "accuracy.json").write_text(json.dumps({f"{a}|{b}|{c}": v for (a, b, c), v in acc.items()}, indent=1))
+    (p["figures"] / "accuracy.json").write_text(json.dumps({f"{a}|{b}|{c}": v for (a, b, c), v in acc.items()},
+                                                           indent=1))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,11 +259,13 @@ def figures(root: Path, base: str, n: int) -> str:
     fig.suptitle(f"Fig. 4 ({base}): vaccinated models on adversarial held-out images (n={len(x)})")
     fig.tight_layout()
     fig.savefig(p["figures"] / "figure4.png", dpi=120)
-    lines = [f"Figures 3-4 ({base}): n={len(x)}, wall {wall:.0f} s", "", "| model | set | " + " | ".join(f"q{q}" for q in QUALITIES) + " |",
+    lines = [f"Figures 3-4 ({base}): n={len(x)}, wall {wall:.0f} s", "",
+             "| model | set | " + " | ".join(f"q{q}" for q in QUALITIES) + " |",
              "| --- | --- |" + " --- |" * len(QUALITIES)]
     for sname in sets:
         for name in names:
-            lines.append(f"| {name} | {sname} | " + " | ".join(f"{acc[(name, sname, q)]:.3f}" for q in QUALITIES) + " |")
+            lines.append(f"| {name} | {sname} | "
+                         + " | ".join(f"{acc[(name, sname, q)]:.3f}" for q in QUALITIES) + " |")
     text = "\n".join(lines)
     (p["figures"] / "figures.md").write_text(text + "\n")
     return text
@@ -285,7 +292,8 @@ def timing(root: Path, base: str, batch: int = 50, repeats: int = 3) -> str:
     graphdef = ens.member_graphdef
     from flax import nnx
 
-    member = jax.jit(lambda s, v, q: jax.nn.one_hot(jnp.argmax(nnx.merge(graphdef, s)(jpeg(v, q, rounding="exact")), -1), ens.num_classes))
+    member = jax.jit(lambda s, v, q: jax.nn.one_hot(
+        jnp.argmax(nnx.merge(graphdef, s)(jpeg(v, q, rounding="exact")), -1), ens.num_classes))
     states = [jax.tree.map(lambda a, i=i: a[i], ens.state["members"]) for i in range(ens.n_members)]
 
     def separate(v):
@@ -301,7 +309,8 @@ def timing(root: Path, base: str, batch: int = 50, repeats: int = 3) -> str:
             best = min(best, time.perf_counter() - t0)
         out[nm] = best / batch
     text = (f"Ensemble timing ({base}, batch {batch}, best of {repeats}, 2 shared CPU cores with other jobs): "
-            f"one program {out['one program']:.4f} s/image, 81 separate jitted calls {out['81 separate jitted calls']:.4f} s/image "
+            f"one program {out['one program']:.4f} s/image, "
+            f"81 separate jitted calls {out['81 separate jitted calls']:.4f} s/image "
             f"(ratio {out['81 separate jitted calls'] / out['one program']:.2f}); votes identical")
     p["table1"].mkdir(parents=True, exist_ok=True)
     (p["table1"] / "timing.md").write_text(text + "\n")
@@ -317,12 +326,14 @@ def slq_row(root: Path, base: str, n: int, model: str = "M40") -> str:
     spec = "jpeg:slq:qualities=20/40/60/80"
     recs = run_grid(root, base, p["slq"], f"das2017_slq_{base}", models=[model], defenses=[spec], attacks=["fgsm"],
                     eps=[0.0, FGSM_EPS], threats=["oblivious", "through", "bpda", "eot"], eot_samples=8, n=n)
-    lines = [f"SLQ ({spec}) + {model} ({base}), FGSM eps 0.02, {recs[0]['n_images']} held-out images, 95% Wilson intervals", "",
+    lines = [f"SLQ ({spec}) + {model} ({base}), FGSM eps 0.02, {recs[0]['n_images']} held-out images, "
+             "95% Wilson intervals", "",
              "| threat | benign | attacked |", "| --- | --- | --- |"]
     for r in recs:
         k0, k1, m = r["correct"][0], r["correct"][1], r["n_images"]
         a, b = wilson(k0, m), wilson(k1, m)
-        lines.append(f"| {r['settings']['threat']} | {k0 / m:.3f} [{a[0]:.3f}, {a[1]:.3f}] | {k1 / m:.3f} [{b[0]:.3f}, {b[1]:.3f}] |")
+        lines.append(f"| {r['settings']['threat']} | {k0 / m:.3f} [{a[0]:.3f}, {a[1]:.3f}] "
+                     f"| {k1 / m:.3f} [{b[0]:.3f}, {b[1]:.3f}] |")
     text = "\n".join(lines)
     (p["slq"] / "slq.md").write_text(text + "\n")
     return text
@@ -340,7 +351,8 @@ def main(argv=None) -> int:
     if a.stage == "train":
         train(root, a.base)
     else:
-        fn = {"table1": table1, "table1-report": lambda r, b, n: table1(r, b, n, run=False), "figures": figures, "timing": lambda r, b, n: timing(r, b), "slq": slq_row}[a.stage]
+        fn = {"table1": table1, "table1-report": lambda r, b, n: table1(r, b, n, run=False), "figures": figures,
+              "timing": lambda r, b, n: timing(r, b), "slq": slq_row}[a.stage]
         print(fn(root, a.base, a.n))
     print(f"[{a.stage} {a.base}: {time.perf_counter() - t0:.0f} s]", flush=True)
     return 0

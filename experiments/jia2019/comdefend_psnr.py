@@ -24,7 +24,8 @@ from robustjax.defenses import comdefend as cd
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.path.join(os.environ.get("ROBUSTJAX_DATA", "../shared/data"), "cifar10-test-jpeg"))
+    p.add_argument("--data",
+                   default=os.path.join(os.environ.get("ROBUSTJAX_DATA", "../shared/data"), "cifar10-test-jpeg"))
     p.add_argument("--n", type=int, default=0, help="seeded random subset of N images (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma", type=float, default=0.0)
@@ -44,13 +45,16 @@ def main() -> None:
     scores = {k: [] for k in orders}
     t0 = time.time()
     for start in range(0, len(files), a.batch):
-        x = np.stack([np.asarray(Image.open(f).convert("RGB"), np.float32) / 255 for f in files[start : start + a.batch]])
+        x = np.stack([np.asarray(Image.open(f).convert("RGB"), np.float32) / 255
+                      for f in files[start : start + a.batch]])
         for name, perm in orders.items():
             y = perm(np.asarray(fwd(np.ascontiguousarray(perm(x)), jax.random.PRNGKey(start))))
             scores[name] += list(-10 * np.log10(np.mean((y - x) ** 2, axis=(1, 2, 3))))
-        print(f"{start + len(x)}/{len(files)} images, RGB mean so far {np.mean(scores['RGB']):.3f} dB, {time.time() - t0:.0f} s", flush=True)
+        print(f"{start + len(x)}/{len(files)} images, RGB mean so far {np.mean(scores['RGB']):.3f} dB, "
+              f"{time.time() - t0:.0f} s", flush=True)
     for name, s in scores.items():
-        print(f"{name}: mean per-image PSNR {np.mean(s):.3f} dB over {len(s)} images (sigma={a.sigma}, median {np.median(s):.3f}, min {np.min(s):.3f})")
+        print(f"{name}: mean per-image PSNR {np.mean(s):.3f} dB over {len(s)} images "
+              f"(sigma={a.sigma}, median {np.median(s):.3f}, min {np.min(s):.3f})")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import optax
 import numpy as np
+import optax
 from flax import nnx
 
 from robustjax.defenses import comdefend as cd
@@ -30,7 +30,8 @@ from robustjax.train import comdefend as tc
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.path.join(os.environ.get("ROBUSTJAX_DATA", "../shared/data"), "cifar10-test-jpeg"))
+    p.add_argument("--data",
+                   default=os.path.join(os.environ.get("ROBUSTJAX_DATA", "../shared/data"), "cifar10-test-jpeg"))
     p.add_argument("--steps", type=int, default=200, help="a multiple of the steps per epoch (train-images // batch)")
     p.add_argument("--batch", type=int, default=10)
     p.add_argument("--train-images", type=int, default=1000)
@@ -53,10 +54,13 @@ def main() -> None:
     print(f"{len(L)} steps of batch {a.batch} ({t1 - t0:.0f} s): loss {L[:20].mean():.5f} -> {L[-20:].mean():.5f}, "
           f"train PSNR {tc.psnr(M[:20].mean()):.2f} -> {tc.psnr(M[-20:].mean()):.2f} dB (means over 20 steps)")
 
-    psnr = lambda y: float(np.mean(-10 * np.log10(np.mean((np.asarray(y) - held) ** 2, axis=(1, 2, 3)))))
+    def psnr(y):
+        return float(np.mean(-10 * np.log10(np.mean((np.asarray(y) - held) ** 2, axis=(1, 2, 3)))))
+
     init = cd.comdefend(cd.create(nnx.Rngs(cfg.seed)), sigma=0.0)
     trained = get(f"comdefend:sigma=0:weights={s['final']}")
-    print(f"held-out PSNR (200 images, sigma=0): untrained {psnr(init(jnp.asarray(held))):.2f} dB, trained {psnr(trained(jnp.asarray(held))):.2f} dB")
+    print(f"held-out PSNR (200 images, sigma=0): untrained {psnr(init(jnp.asarray(held))):.2f} dB, "
+          f"trained {psnr(trained(jnp.asarray(held))):.2f} dB")
 
     # resume: a second run continues from the checkpoint of the last finished epoch; its first loss
     # must equal the loss an uninterrupted run computes at that step.
@@ -66,9 +70,12 @@ def main() -> None:
     tx = optax.adam(tc.schedule(cfg, spe), b1=0.9, b2=0.999, eps=1e-8)
     params, opt_state, step, epoch = tc.restore_checkpoint(last, params, tx.init(params))
     x = next(tc.epoch_batches(train, a.batch, cfg.crop, cfg.seed, epoch + 1))
-    expected = float(tc.loss_fn(nnx.merge(graphdef, params), x, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), step), cfg.noise, cfg.lam)[0])
-    resumed = tc.train(tc.Config(out=a.out, epochs=epochs, batch_size=a.batch, max_steps=1, progress=False), images=train)
-    print(f"resume from {last.name} (step {step}): next-step loss {resumed['losses'][0]:.7f}, recomputed {expected:.7f}")
+    expected = float(tc.loss_fn(nnx.merge(graphdef, params), x, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), step),
+                                cfg.noise, cfg.lam)[0])
+    resumed = tc.train(tc.Config(out=a.out, epochs=epochs, batch_size=a.batch, max_steps=1, progress=False),
+                       images=train)
+    print(f"resume from {last.name} (step {step}): next-step loss {resumed['losses'][0]:.7f}, "
+          f"recomputed {expected:.7f}")
 
 
 if __name__ == "__main__":

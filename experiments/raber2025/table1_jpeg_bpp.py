@@ -53,7 +53,9 @@ def measure(images: list[np.ndarray]) -> list[tuple[float, float, float]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path(os.environ.get("ROBUSTJAX_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")))
+    p.add_argument("--data", type=Path,
+                   default=Path(os.environ.get("ROBUSTJAX_DATA",
+                                               Path(__file__).resolve().parents[2] / "shared" / "data")))
     p.add_argument("--n", type=int, default=None, help="seeded subset of Imagenette (default: all 3,925)")
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
@@ -62,7 +64,8 @@ def main() -> None:
         f"Imagenette val ({a.n or 'all'}, 224x224)": load(a.data / "imagenette2-val", "*/*.JPEG", a.n),
     }
     results = {name: measure(images) for name, images in sets.items()}
-    lines = ["| quality | paper bpp (ImageNet 224) | " + " | ".join(f"{n} bpp / PSNR dB / MAE ours-vs-libjpeg" for n in results) + " |"]
+    lines = ["| quality | paper bpp (ImageNet 224) | "
+             + " | ".join(f"{n} bpp / PSNR dB / MAE ours-vs-libjpeg" for n in results) + " |"]
     lines.append("|---" * (2 + len(results)) + "|")
     for i, (q, paper) in enumerate(zip(QUALITIES, PAPER_BPP)):
         cells = [f"{r[i][0]:.3f} / {r[i][1]:.2f} / {r[i][2]:.3f}" for r in results.values()]

@@ -10,5 +10,6 @@ QUALITIES = (5, 10, 15, 25, 35, 50, 75, 95)
 
 
 def get_config():
-    return imagenette(defenses=[f"jpeg:{q}:mode=kornia" for q in QUALITIES], eps=[0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255],
+    return imagenette(defenses=[f"jpeg:{q}:mode=kornia" for q in QUALITIES],
+                      eps=[0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255],
                       threats=["oblivious", "through"], out="results/raber2025")

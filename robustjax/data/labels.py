@@ -46,4 +46,5 @@ def imagenet_to_imagenette(label: int) -> int:
     try:
         return IMAGENETTE_IMAGENET_INDEX.index(int(label))
     except ValueError:
-        raise ValueError(f"ImageNet class {label} is not one of Imagenette's 10 classes {IMAGENETTE_IMAGENET_INDEX}") from None
+        raise ValueError(f"ImageNet class {label} is not one of Imagenette's 10 classes "
+                         f"{IMAGENETTE_IMAGENET_INDEX}") from None

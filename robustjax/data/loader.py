@@ -46,7 +46,8 @@ class Resize:
         if isinstance(resize, list | tuple):
             resize = min(resize)
         size = int(p.get("crop", p.get("crop_size", p.get("input_size", input_size))) or input_size)
-        return cls(size=size, resize=int(resize) if resize else None, interpolation=str(p.get("interpolation", "bilinear")))
+        return cls(size=size, resize=int(resize) if resize else None,
+                   interpolation=str(p.get("interpolation", "bilinear")))
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]
@@ -118,7 +119,8 @@ def batches(
             return cache.get(i)
         img = resize(ds.read(i))
         if img.shape != (size, size, 3):
-            raise ValueError(f"{ds.name} image {ds.ids[i]} became {img.shape} after resizing, expected {(size, size, 3)}")
+            raise ValueError(f"{ds.name} image {ds.ids[i]} became {img.shape} after resizing, "
+                             f"expected {(size, size, 3)}")
         return img
 
     def produce():

@@ -23,7 +23,8 @@ _NAME = re.compile(r"^(?P<ds>[a-z0-9]+)_(?P<index>\d+)_(?P<label>\d+)\.(png|jpg|
 def foolbox_data_dir() -> Path:
     spec = importlib.util.find_spec("foolbox")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the foolbox package is not installed: pip install --no-deps foolbox==3.3.4 (it ships the sample images)")
+        raise FileNotFoundError("the foolbox package is not installed: pip install --no-deps foolbox==3.3.4 "
+                                "(it ships the sample images)")
     path = Path(list(spec.submodule_search_locations)[0]) / "data"
     if not path.is_dir():
         raise FileNotFoundError(f"foolbox is installed but {path} is missing")

@@ -47,5 +47,6 @@ def check_disjoint(train_dataset: str, train_ids, eval_dataset: str, eval_ids, w
         return
     both = sorted(set(train_ids) & set(eval_ids))
     if both:
-        raise ValueError(f"train/{what} overlap: {len(both)} of the {len(set(eval_ids))} {what} images of {eval_dataset!r} "
-                         f"were training images (e.g. {both[:3]}); use the split stored with the model")
+        raise ValueError(f"train/{what} overlap: {len(both)} of the {len(set(eval_ids))} {what} images of "
+                         f"{eval_dataset!r} were training images (e.g. {both[:3]}); "
+                         "use the split stored with the model")

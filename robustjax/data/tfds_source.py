@@ -35,7 +35,8 @@ def _to_uint8(image) -> np.ndarray:
     return a.astype(np.uint8)
 
 
-def tfds_images(name: str, split: str | None = None, data_dir: str | None = None, label_space: str | None = None) -> ImageSet:
+def tfds_images(name: str, split: str | None = None, data_dir: str | None = None,
+                label_space: str | None = None) -> ImageSet:
     """tfds dataset ``name`` (``split`` defaults per :data:`KNOWN`), labels mapped to ``label_space``.
 
     Imagenette (tfds labels 0..9) can be scored in "imagenet" space (mapped to the ImageNet
@@ -44,7 +45,8 @@ def tfds_images(name: str, split: str | None = None, data_dir: str | None = None
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise ImportError("tfds datasets need tensorflow-datasets: pip install tensorflow-datasets (tensorflow is not needed)") from e
+        raise ImportError("tfds datasets need tensorflow-datasets: pip install tensorflow-datasets "
+                          "(tensorflow is not needed)") from e
     default_split, own_space, own_classes = KNOWN.get(name, ("test", "folder", None))
     split = split or default_split
     try:
@@ -79,5 +81,6 @@ def tfds_images(name: str, split: str | None = None, data_dir: str | None = None
         reader=lambda i: _to_uint8(source[int(idx[i])]["image"]),
         label_space=space,
         num_classes=num_classes,
-        class_names=L.IMAGENETTE_NAMES if space == "imagenette" else (L.CIFAR10_CLASSES if space == "cifar10" else None),
+        class_names=(L.IMAGENETTE_NAMES if space == "imagenette"
+                     else (L.CIFAR10_CLASSES if space == "cifar10" else None)),
     )

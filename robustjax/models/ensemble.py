@@ -67,8 +67,8 @@ class Ensemble:
         for i, m in enumerate(members[1:], 1):
             if m.graphdef != first.graphdef or m.num_classes != first.num_classes or m.input_size != first.input_size:
                 raise ValueError(f"ensemble members must share one architecture: member {i} ({m.name}, "
-                                 f"{m.metadata.get('family')} {m.metadata.get('config')}) differs from member 0 ({first.name}, "
-                                 f"{first.metadata.get('family')} {first.metadata.get('config')})")
+                                 f"{m.metadata.get('family')} {m.metadata.get('config')}) differs from member 0 "
+                                 f"({first.name}, {first.metadata.get('family')} {first.metadata.get('config')})")
             if any(h is not None for h in (m.head, first.head)):
                 raise ValueError("ensemble members must not select a head")
         if base is not None and (base.num_classes != first.num_classes or base.input_size != first.input_size):
@@ -164,13 +164,15 @@ def from_chain(chain: str | Path, qualities: Sequence[int] | None = None, with_b
     chain = Path(chain)
     spec = chain / "chain.json"
     if not spec.is_file():
-        raise FileNotFoundError(f"{chain} is not a vaccination folder (no chain.json; make one with python -m robustjax.train vaccinate)")
+        raise FileNotFoundError(f"{chain} is not a vaccination folder "
+                                "(no chain.json; make one with python -m robustjax.train vaccinate)")
     rec = json.loads(spec.read_text())
     members = []
     for q in rec["qualities"]:
         final = chain / f"q{q:03d}" / "final"
         if not (final / "metadata.json").is_file():
-            raise FileNotFoundError(f"{final} is missing: the chain is unfinished (rerun python -m robustjax.train vaccinate)")
+            raise FileNotFoundError(f"{final} is missing: the chain is unfinished "
+                                    "(rerun python -m robustjax.train vaccinate)")
         m = zoo.load(rec["model"], weights=final)
         m.metadata["source_dir"] = str(final)
         members.append(m)
@@ -185,5 +187,6 @@ def load_spec(spec: str, weights=None, head=None) -> Ensemble:
     if not is_spec(spec) or len(spec) == len(PREFIX):
         raise ValueError(f"ensemble spec must be 'ensemble:CHAIN_FOLDER', got {spec!r}")
     if weights is not None or head is not None:
-        raise ValueError(f"{spec}: weights and head come from the vaccination folder; got weights={weights!r}, head={head!r}")
+        raise ValueError(f"{spec}: weights and head come from the vaccination folder; "
+                         f"got weights={weights!r}, head={head!r}")
     return from_chain(spec[len(PREFIX):])

@@ -43,7 +43,8 @@ class SmallCNN(nnx.Module):
         self.pool = cfg["pool"]
         convs, cin = [], 3
         for width in cfg["widths"]:
-            convs += [layers.Conv(cin, width, (3, 3), padding="SAME", rngs=rngs), layers.Conv(width, width, (3, 3), padding="SAME", rngs=rngs)]
+            convs += [layers.Conv(cin, width, (3, 3), padding="SAME", rngs=rngs),
+                      layers.Conv(width, width, (3, 3), padding="SAME", rngs=rngs)]
             cin = width
         self.convs = nnx.List(convs)
         side = cfg["input_size"] // 2 ** len(cfg["widths"])

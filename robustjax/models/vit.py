@@ -49,7 +49,8 @@ class ViTB16(nnx.Module):
         rngs = rngs or nnx.Rngs(0)
         self.conv_proj = layers.Conv(3, DIM, (PATCH, PATCH), strides=PATCH, padding="VALID", rngs=rngs)
         self.class_token = nnx.Param(jnp.zeros((1, 1, DIM)))
-        self.pos_embedding = nnx.Param(jax.random.normal(rngs.params(), (1, (INPUT_SIZE // PATCH) ** 2 + 1, DIM)) * 0.02)
+        self.pos_embedding = nnx.Param(
+            jax.random.normal(rngs.params(), (1, (INPUT_SIZE // PATCH) ** 2 + 1, DIM)) * 0.02)
         self.layers = nnx.List([EncoderBlock(rngs) for _ in range(DEPTH)])
         self.ln = nnx.LayerNorm(DIM, epsilon=1e-6, rngs=rngs)
         self.head = nnx.Linear(DIM, num_classes, rngs=rngs)

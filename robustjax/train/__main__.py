@@ -11,7 +11,8 @@ TASKS = {"comdefend": "robustjax.train.comdefend", "classifier": "robustjax.trai
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in TASKS:
-        print(f"usage: python -m robustjax.train {{{','.join(TASKS)}}} [options]  (TASK --help for its options)", file=sys.stderr)
+        print(f"usage: python -m robustjax.train {{{','.join(TASKS)}}} [options]  (TASK --help for its options)",
+              file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
 

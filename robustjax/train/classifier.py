@@ -108,8 +108,9 @@ def check_labels(module: nnx.Module, input_size: int, y_train, y_held, cfg: Conf
     classes = jax.eval_shape(lambda v: module(v), x).shape[-1]
     top = int(max(np.max(y_train, initial=-1), np.max(y_held, initial=-1)))
     if top >= classes or min(np.min(y_train, initial=0), np.min(y_held, initial=0)) < 0:
-        raise ValueError(f"{cfg.data} has labels up to {top}, but {cfg.model} has {classes} classes (0..{classes - 1}): "
-                         "choose the model variant of this data set (e.g. small_cnn_gtsrb for GTSRB's 43)")
+        raise ValueError(f"{cfg.data} has labels up to {top}, but {cfg.model} has {classes} classes "
+                         f"(0..{classes - 1}): choose the model variant of this data set "
+                         "(e.g. small_cnn_gtsrb for GTSRB's 43)")
 
 
 def load_split(cfg: Config, input_size: int):
@@ -233,7 +234,8 @@ def latest_checkpoint(out) -> Path | None:
 
 def _tree(params, opt_state, step: int, epoch: int) -> dict:
     leaves = jax.tree.leaves((params, opt_state))
-    return {"leaves": {f"{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}, "step": np.asarray(step, np.int64), "epoch": np.asarray(epoch, np.int64)}
+    return {"leaves": {f"{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}, "step": np.asarray(step, np.int64),
+            "epoch": np.asarray(epoch, np.int64)}
 
 
 def save_checkpoint(out, epoch: int, step: int, params, opt_state) -> Path:
@@ -273,7 +275,8 @@ def _check_resume(out: Path, cfg: Config) -> None:
         old = json.loads(path.read_text())
         diff = {k: (old.get(k), v) for k, v in run.items() if old.get(k) != v}
         if diff:
-            raise ValueError(f"{out} holds a run with other settings {diff} (stored, given); choose a new --out or the same settings")
+            raise ValueError(f"{out} holds a run with other settings {diff} (stored, given); "
+                             "choose a new --out or the same settings")
     else:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(path, run)
@@ -333,24 +336,27 @@ def train(cfg: Config, arrays=None, metadata_extra: dict | None = None, stop_aft
                    disable=not cfg.progress, leave=False)
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            params, opt_state, loss, acc = step_fn(params, rest, opt_state, x_tr[idx], y_tr[idx], quality, jax.random.fold_in(base_key, step))
+            params, opt_state, loss, acc = step_fn(params, rest, opt_state, x_tr[idx], y_tr[idx], quality,
+                                                   jax.random.fold_in(base_key, step))
             step += 1
             losses.append(float(loss))
             accs.append(float(acc))
             bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{accs[-1]:.3f}")
             if stop_after_steps and len(losses) >= stop_after_steps:
                 bar.close()
-                return {"losses": losses, "accuracies": accs, "history": history, "final": None, "start_epoch": start_epoch, "step": step}
+                return {"losses": losses, "accuracies": accs, "history": history, "final": None,
+                        "start_epoch": start_epoch, "step": step}
         bar.close()
         hl, ha = evaluate(ev, params, rest, x_he, y_he, quality, cfg.batch_size)
         n = steps_per_epoch
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses[-n:])), "train_accuracy": float(np.mean(accs[-n:])),
-                        "heldout_loss": hl, "heldout_accuracy": ha, "seconds": round(time.perf_counter() - t0, 2)})
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses[-n:])),
+                        "train_accuracy": float(np.mean(accs[-n:])), "heldout_loss": hl, "heldout_accuracy": ha,
+                        "seconds": round(time.perf_counter() - t0, 2)})
         save_checkpoint(out, epoch, step, params, opt_state)
         _write_json(hist_path, history)
         if cfg.progress:
-            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {history[-1]['train_loss']:.4f}, held-out loss {hl:.4f}, "
-                  f"held-out accuracy {ha:.4f} ({history[-1]['seconds']:.0f} s)", flush=True)
+            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {history[-1]['train_loss']:.4f}, "
+                  f"held-out loss {hl:.4f}, held-out accuracy {ha:.4f} ({history[-1]['seconds']:.0f} s)", flush=True)
     final = out / "final"
     metadata = {
         "family": entry.family, "config": dict(entry.config), "preprocessing": dict(mod.PREPROCESSING),
@@ -361,16 +367,19 @@ def train(cfg: Config, arrays=None, metadata_extra: dict | None = None, stop_aft
     if final.exists():
         shutil.rmtree(final)
     checkpoints.save(nnx.merge(graphdef, params, rest), metadata, final)
-    return {"losses": losses, "accuracies": accs, "history": history, "final": str(final), "start_epoch": start_epoch, "step": step}
+    return {"losses": losses, "accuracies": accs, "history": history, "final": str(final), "start_epoch": start_epoch,
+            "step": step}
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """Options shared with ``vaccinate``."""
     p.add_argument("--out", required=True, help="run folder (checkpoints; resumed if present)")
-    p.add_argument("--data", default="cifar10_jpeg", help="robustjax.data name (default cifar10_jpeg, split train/held-out)")
+    p.add_argument("--data", default="cifar10_jpeg",
+                   help="robustjax.data name (default cifar10_jpeg, split train/held-out)")
     p.add_argument("--data-dir", help="where --data is read (default $ROBUSTJAX_DATA/<folder>)")
     p.add_argument("--heldout-data", help="a separate held-out dataset (e.g. tfds:cifar10:test); default: split --data")
-    for name, default in [("train-n", 8000), ("heldout-n", 2000), ("split-seed", 0), ("epochs", 10), ("batch-size", 64), ("seed", 0)]:
+    for name, default in [("train-n", 8000), ("heldout-n", 2000), ("split-seed", 0), ("epochs", 10), ("batch-size", 64),
+                          ("seed", 0)]:
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--no-progress", action="store_true")

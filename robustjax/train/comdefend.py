@@ -21,7 +21,8 @@ state, the step and the epoch; a run pointed at the same ``OUT`` resumes from th
 order of the images in epoch ``e`` and the noise of step ``s`` are functions of ``(seed, e)`` and
 ``(seed, s)`` only, so a resumed run continues exactly as the uninterrupted one would. ``OUT/final``
 is a converted ``comdefend`` checkpoint (``--max-steps`` stops early; the epoch it stops in is then
-checkpointed as finished, so resume exactly only from runs stopped at an epoch boundary): use it as ``comdefend:weights=OUT/final``.
+checkpointed as finished, so resume exactly only from runs stopped at an epoch boundary): use it as
+``comdefend:weights=OUT/final``.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def load_tfds(name: str, split: str, channels: int = 3, limit: int = 0) -> list[
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise ImportError("--tfds needs tensorflow_datasets (pip install tensorflow-datasets); or use --data DIR") from e
+        raise ImportError("--tfds needs tensorflow_datasets (pip install tensorflow-datasets); "
+                          "or use --data DIR") from e
     ds = tfds.load(name, split=split, download=False, as_supervised=False)
     out = []
     for ex in tfds.as_numpy(ds):
@@ -177,7 +179,8 @@ def save_checkpoint(out: str | Path, epoch: int, step: int, params, opt_state) -
 
     path = _ckpt_dir(out) / f"epoch_{epoch:04d}"
     leaves = jax.tree.leaves((params, opt_state))
-    tree = {"leaves": {f"{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}, "step": np.int64(step), "epoch": np.int64(epoch)}
+    tree = {"leaves": {f"{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}, "step": np.int64(step),
+            "epoch": np.int64(epoch)}
     if path.exists():
         shutil.rmtree(path)
     with ocp.StandardCheckpointer() as ckpt:
@@ -187,11 +190,13 @@ def save_checkpoint(out: str | Path, epoch: int, step: int, params, opt_state) -
 
 
 def restore_checkpoint(path: Path, params, opt_state):
-    """Restore into the structure of freshly initialised ``(params, opt_state)``; returns (params, opt_state, step, epoch)."""
+    """Restore into the structure of freshly initialised ``(params, opt_state)``; returns
+    (params, opt_state, step, epoch)."""
     import orbax.checkpoint as ocp
 
     leaves, treedef = jax.tree.flatten((params, opt_state))
-    target = {"leaves": {f"{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}, "step": np.int64(0), "epoch": np.int64(0)}
+    target = {"leaves": {f"{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}, "step": np.int64(0),
+              "epoch": np.int64(0)}
     with ocp.StandardCheckpointer() as ckpt:
         got = ckpt.restore(path, target)
     restored = [jnp.asarray(got["leaves"][f"{i:05d}"], dtype=leaves[i].dtype) for i in range(len(leaves))]
@@ -259,8 +264,9 @@ def train(cfg: Config, images: list[np.ndarray] | None = None) -> dict:
     model = nnx.merge(graphdef, params)
     if final.exists():
         shutil.rmtree(final)
-    checkpoints.save(model, {"family": "comdefend", "config": {"variant": cfg.variant}, "preprocessing": dict(cd.FAMILY.preprocessing),
-                             "source": "robustjax.train.comdefend", "training": dataclasses.asdict(cfg), "step": step}, final)
+    checkpoints.save(model, {"family": "comdefend", "config": {"variant": cfg.variant},
+                             "preprocessing": dict(cd.FAMILY.preprocessing), "source": "robustjax.train.comdefend",
+                             "training": dataclasses.asdict(cfg), "step": step}, final)
     return {"losses": losses, "mses": mses, "step": step, "final": str(final), "start_epoch": start_epoch}
 
 
@@ -273,20 +279,22 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--tfds", help="prepared tfds dataset name, e.g. cifar10")
     p.add_argument("--split", default="train")
     p.add_argument("--variant", default="cifar", choices=sorted(cd.VARIANTS))
-    for name, default in [("epochs", 30), ("batch-size", 50), ("crop", 32), ("limit", 0), ("max-steps", 0), ("seed", 0)]:
+    for name, default in [("epochs", 30), ("batch-size", 50), ("crop", 32), ("limit", 0), ("max-steps", 0),
+                          ("seed", 0)]:
         p.add_argument(f"--{name}", type=int, default=default)
     for name, default in [("lr", 0.001), ("final-lr", 0.00001), ("noise", 20.0), ("lam", 1e-4)]:
         p.add_argument(f"--{name}", type=float, default=default)
     p.add_argument("--penalty", default="binary", choices=["binary", "code"])
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    cfg = Config(out=a.out, data=a.data, tfds=a.tfds, split=a.split, variant=a.variant, epochs=a.epochs, batch_size=a.batch_size,
-                 lr=a.lr, final_lr=a.final_lr, noise=a.noise, lam=a.lam, penalty=a.penalty, crop=a.crop, limit=a.limit,
-                 max_steps=a.max_steps, seed=a.seed, progress=not a.no_progress)
+    cfg = Config(out=a.out, data=a.data, tfds=a.tfds, split=a.split, variant=a.variant, epochs=a.epochs,
+                 batch_size=a.batch_size, lr=a.lr, final_lr=a.final_lr, noise=a.noise, lam=a.lam, penalty=a.penalty,
+                 crop=a.crop, limit=a.limit, max_steps=a.max_steps, seed=a.seed, progress=not a.no_progress)
     summary = train(cfg)
     if summary["losses"]:
         print(f"steps {summary['step']}: loss {summary['losses'][0]:.5f} -> {summary['losses'][-1]:.5f}, "
-              f"train PSNR {psnr(summary['mses'][0]):.2f} -> {psnr(summary['mses'][-1]):.2f} dB; weights: {summary['final']}")
+              f"train PSNR {psnr(summary['mses'][0]):.2f} -> {psnr(summary['mses'][-1]):.2f} dB; "
+              f"weights: {summary['final']}")
     else:
         print(f"nothing to do: {cfg.out} already holds all {cfg.epochs} epochs; weights: {summary['final']}")
     return 0

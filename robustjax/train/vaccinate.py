@@ -1,4 +1,5 @@
-"""JPEG "vaccination" (Das et al. 2017, section 4.2): a chain of warm-started fine-tunings M -> M100 -> M90 -> ... -> M20.
+"""JPEG "vaccination" (Das et al. 2017, section 4.2): a chain of warm-started fine-tunings
+M -> M100 -> M90 -> ... -> M20.
 
 ``python -m robustjax.train vaccinate --base M --qualities 100,90,80,70,60,50,40,30,20 --out CHAIN --epochs E``
 
@@ -52,7 +53,8 @@ def resolve_base(base: str) -> tuple[str, str, dict]:
     if checkpoints.is_converted(base):
         meta = json.loads((Path(base) / "metadata.json").read_text())
         if "model" not in meta:
-            raise ValueError(f"{base} has no 'model' in its metadata (train it with python -m robustjax.train classifier)")
+            raise ValueError(f"{base} has no 'model' in its metadata "
+                             "(train it with python -m robustjax.train classifier)")
         return meta["model"], str(Path(base).resolve()), meta
     if base in zoo.MODELS:
         zoo.MODELS.get(base).default_weights()  # raises FileNotFoundError naming where it looked
@@ -61,7 +63,8 @@ def resolve_base(base: str) -> tuple[str, str, dict]:
                             f"({', '.join(zoo.names())})")
 
 
-def vaccinate(base: str, qualities, out: str, epochs: int, common: dict | None = None, stop_after_steps: int = 0) -> dict:
+def vaccinate(base: str, qualities, out: str, epochs: int, common: dict | None = None,
+              stop_after_steps: int = 0) -> dict:
     """Run (or resume) the chain; returns ``{"models": [final folders], "ran": [qualities trained by this call],
     "stopped": quality or None, "losses": {q: step losses of this call}, "start_epochs": {q: first epoch run}}``.
 
@@ -78,11 +81,14 @@ def vaccinate(base: str, qualities, out: str, epochs: int, common: dict | None =
         for k in ("data", "data_dir", "heldout_data", "train_n", "heldout_n", "split_seed"):
             if k in tr:
                 common[k] = tr[k]
-    probe = T.Config(out=str(Path(out) / "probe"), model=model, init=init, quality=qualities[0], epochs=epochs, **common)
+    probe = T.Config(out=str(Path(out) / "probe"), model=model, init=init, quality=qualities[0], epochs=epochs,
+                     **common)
     T.check_config(probe)
     out = Path(out).resolve()
-    record = {"base": str(Path(base).resolve()) if init != "published" else base, "model": model, "qualities": qualities,
-              "epochs": epochs, **{k: v for k, v in dataclasses.asdict(probe).items() if k in T.RESUME_KEYS and k not in ("init", "quality")}}
+    record = {"base": str(Path(base).resolve()) if init != "published" else base, "model": model,
+              "qualities": qualities, "epochs": epochs,
+              **{k: v for k, v in dataclasses.asdict(probe).items()
+                 if k in T.RESUME_KEYS and k not in ("init", "quality")}}
     chain_file = out / "chain.json"
     if chain_file.is_file():
         old = json.loads(chain_file.read_text())
@@ -103,14 +109,16 @@ def vaccinate(base: str, qualities, out: str, epochs: int, common: dict | None =
     for i, q in enumerate(qualities):
         run = out / f"q{q:03d}"
         final = run / "final"
-        if checkpoints.is_converted(final) and json.loads((final / "metadata.json").read_text()).get("epochs") == epochs:
+        if (checkpoints.is_converted(final)
+                and json.loads((final / "metadata.json").read_text()).get("epochs") == epochs):
             finals.append(str(final))
             prev = str(final)
             continue
         if arrays is None:
             arrays = T.load_split(probe, size)
             if split is not None and arrays[4]["train_sha"] != split["train_sha"]:
-                raise ValueError(f"the data split differs from the base's ({arrays[4]['train_sha']} vs {split['train_sha']})")
+                raise ValueError("the data split differs from the base's "
+                                 f"({arrays[4]['train_sha']} vs {split['train_sha']})")
         cfg = dataclasses.replace(probe, out=str(run), init=prev, quality=q)
         extra = {"base": record["base"], "chain": str(out), "chain_index": i, "warm_start": prev}
         s = T.train(cfg, arrays=arrays, metadata_extra=extra, stop_after_steps=budget)
@@ -131,11 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m robustjax.train vaccinate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="model name with published weights, or a converted checkpoint folder")
-    p.add_argument("--qualities", default=",".join(map(str, PAPER_QUALITIES)), help="comma-separated, default 100,90,...,20")
+    p.add_argument("--qualities", default=",".join(map(str, PAPER_QUALITIES)),
+                   help="comma-separated, default 100,90,...,20")
     T.add_common(p)
     a = p.parse_args(argv)
-    common = dict(data=a.data, data_dir=a.data_dir, heldout_data=a.heldout_data, train_n=a.train_n, heldout_n=a.heldout_n,
-                  split_seed=a.split_seed, batch_size=a.batch_size, lr=a.lr, seed=a.seed, progress=not a.no_progress)
+    common = dict(data=a.data, data_dir=a.data_dir, heldout_data=a.heldout_data, train_n=a.train_n,
+                  heldout_n=a.heldout_n, split_seed=a.split_seed, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                  progress=not a.no_progress)
     s = vaccinate(a.base, a.qualities, a.out, a.epochs, common)
     for f in s["models"]:
         m = json.loads((Path(f) / "metadata.json").read_text())

@@ -76,7 +76,8 @@ def comdefend(
     "(Jia et al. 2019) with the authors' weights; code noise sigma (randomised when > 0), patch=K: K x K tiles "
     "(the authors' 32 for ImageNet sizes), 0: whole images",
 )
-def _comdefend_defense(sigma: str = "1.0", patch: str = "0", variant: str = "cifar", grad: str = "ste", weights: str | None = None) -> Defense:
+def _comdefend_defense(sigma: str = "1.0", patch: str = "0", variant: str = "cifar", grad: str = "ste",
+                       weights: str | None = None) -> Defense:
     try:
         s = float(sigma)
     except ValueError:

@@ -36,8 +36,10 @@ from flax import nnx
 from robustjax import layers
 
 VARIANTS: dict[str, dict] = {
-    "cifar": dict(image_channels=3, code_channels=12, com=(16, 32, 64, 128, 256, 128, 64, 32), rec=(32, 64, 128, 256, 128, 64, 32, 16)),
-    "mnist": dict(image_channels=1, code_channels=4, com=(32, 64, 128, 256, 128, 64, 64, 32), rec=(32, 64, 128, 256, 128, 64, 64, 32)),
+    "cifar": dict(image_channels=3, code_channels=12, com=(16, 32, 64, 128, 256, 128, 64, 32),
+                  rec=(32, 64, 128, 256, 128, 64, 32, 16)),
+    "mnist": dict(image_channels=1, code_channels=4, com=(32, 64, 128, 256, 128, 64, 64, 32),
+                  rec=(32, 64, 128, 256, 128, 64, 64, 32)),
 }
 GRADS = ("ste", "sigmoid")
 
@@ -54,7 +56,8 @@ class ConvStack(nnx.Module):
     def __init__(self, widths: tuple[int, ...], *, rngs: nnx.Rngs):
         init = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")  # He et al. 2015, as the paper
         self.layers = nnx.List(
-            [layers.Conv(a, b, (3, 3), padding="SAME", kernel_init=init, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
+            [layers.Conv(a, b, (3, 3), padding="SAME", kernel_init=init, rngs=rngs)
+             for a, b in zip(widths[:-1], widths[1:])]
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -120,9 +120,11 @@ class ElicCodec:
         model = constriction.stream.model.QuantizedGaussian(-radius, radius)
         for mask, sym, scales in y_syms:
             enc = constriction.stream.stack.AnsCoder()
-            enc.encode_reverse(sym[mask].astype(np.int32), model, np.zeros(int(mask.sum())), scales[mask].astype(np.float64))
+            enc.encode_reverse(sym[mask].astype(np.int32), model, np.zeros(int(mask.sum())),
+                               scales[mask].astype(np.float64))
             strings.append(enc.get_compressed())
-        header = np.asarray([x.shape[1], x.shape[2], lo, hi, radius, len(strings)] + [len(s) for s in strings], np.int32)
+        header = np.asarray([x.shape[1], x.shape[2], lo, hi, radius, len(strings)] + [len(s) for s in strings],
+                            np.int32)
         return MAGIC + header.tobytes() + b"".join(np.asarray(s, np.uint32).tobytes() for s in strings)
 
     def decompress(self, data: list[bytes]) -> jax.Array:

@@ -78,7 +78,8 @@ def make_defense(model: Elic, policy: str = "resize", spec: str = "elic") -> Def
 
 
 @register("elic", usage="elic:Q[:resize|pad|exact][:weights=PATH]: ELIC (He et al. 2022), published checkpoints, "
-          "Q in " + "/".join(QUALITIES) + "; sizes not a multiple of 64 resized (default) or padded, exact refuses them")
+          "Q in " + "/".join(QUALITIES) + "; sizes not a multiple of 64 resized (default) or padded, "
+          "exact refuses them")
 def _factory(quality: str = "0016", policy: str = "resize", weights: str | None = None) -> Defense:
     if quality not in QUALITIES:
         raise ValueError(f"unknown ELIC quality {quality!r}; published: {', '.join(QUALITIES)}")

@@ -41,7 +41,8 @@ class Deconv(nnx.Module):
 
     def __init__(self, cin, cout, k=5, stride=2, *, rngs: nnx.Rngs):
         fan_in = cin * k * k
-        self.kernel = nnx.Param(jax.random.uniform(rngs.params(), (k, k, cin, cout), jnp.float32, -1, 1) / np.sqrt(fan_in))
+        self.kernel = nnx.Param(jax.random.uniform(rngs.params(), (k, k, cin, cout), jnp.float32, -1, 1)
+                                / np.sqrt(fan_in))
         self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
         self.k, self.stride = k, stride
 

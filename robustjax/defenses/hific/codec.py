@@ -110,11 +110,12 @@ class HificCodec:
         tail = int(np.ceil(_Y_TAIL[self.likelihood] * float(np.percentile(scale, 99))))
         radius = max(1, int(np.abs(y_sym).max()), min(tail, _Y_LIMIT))
         enc = constriction.stream.stack.AnsCoder()
-        enc.encode_reverse((y_sym.ravel() + radius).astype(np.int32), constriction.stream.model.Categorical(perfect=False),
-                           self._y_table(scale, radius))
+        enc.encode_reverse((y_sym.ravel() + radius).astype(np.int32),
+                           constriction.stream.model.Categorical(perfect=False), self._y_table(scale, radius))
         y_words = enc.get_compressed()
         header = np.asarray([x.shape[1], x.shape[2], lo, hi, radius, len(z_words), len(y_words)], np.int32)
-        return MAGIC + header.tobytes() + np.asarray(z_words, np.uint32).tobytes() + np.asarray(y_words, np.uint32).tobytes()
+        return (MAGIC + header.tobytes() + np.asarray(z_words, np.uint32).tobytes()
+                + np.asarray(y_words, np.uint32).tobytes())
 
     def decompress(self, data: list[bytes]) -> jax.Array:
         """Byte strings from ``compress`` -> reconstructions (N, H, W, 3), cropped and clamped as the forward."""

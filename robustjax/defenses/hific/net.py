@@ -59,7 +59,8 @@ class ConvT(nnx.Module):
 
     def __init__(self, cin, cout, k, stride, padding, output_padding, *, rngs: nnx.Rngs):
         fan_in = cin * k * k
-        self.kernel = nnx.Param(jax.random.uniform(rngs.params(), (k, k, cin, cout), jnp.float32, -1, 1) / np.sqrt(fan_in))
+        self.kernel = nnx.Param(jax.random.uniform(rngs.params(), (k, k, cin, cout), jnp.float32, -1, 1)
+                                / np.sqrt(fan_in))
         self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
         self.k, self.stride, self.padding, self.output_padding = k, stride, padding, output_padding
 
@@ -115,7 +116,8 @@ class Encoder(nnx.Module):
         f = ENCODER_FILTERS
         self.conv_block1 = Block(conv(3, f[0], 7, 1, rngs), ChannelNorm(f[0]), pad=(3, 3, 3, 3))
         for i in range(4):
-            setattr(self, f"conv_block{i + 2}", Block(conv(f[i], f[i + 1], 3, 2, rngs), ChannelNorm(f[i + 1]), pad=ASYMMETRIC))
+            setattr(self, f"conv_block{i + 2}",
+                    Block(conv(f[i], f[i + 1], 3, 2, rngs), ChannelNorm(f[i + 1]), pad=ASYMMETRIC))
         self.conv_block_out = Block(conv(f[4], C, 3, 1, rngs), pad=(1, 1, 1, 1), relu=False)
         self.n_downsampling_layers = 4
 

@@ -1,8 +1,9 @@
 """JPEG as a defense: the differentiable codec, libjpeg's integer DCT, rounding surrogates, Pillow files.
 
 ``codec`` holds ``jpeg(x, quality, ...)`` and the ``jpeg:Q`` spec; ``islow`` libjpeg's integer
-"islow" DCT/IDCT; ``spec`` the ``jpeg:Q`` and ``jpeg:slq`` specs; ``rounding`` the quantiser surrogates (cubic, ste, exact); ``files`` real JPEG
-files through Pillow (the bitstream: size in bits per pixel, encode/decode round trips).
+"islow" DCT/IDCT; ``spec`` the ``jpeg:Q`` and ``jpeg:slq`` specs; ``rounding`` the quantiser
+surrogates (cubic, ste, exact); ``files`` real JPEG files through Pillow (the bitstream: size in
+bits per pixel, encode/decode round trips).
 
 The package itself is callable, ``robustjax.defenses.jpeg(x, quality)`` being ``codec.jpeg``: the
 function was public under that name before the codec became a package.

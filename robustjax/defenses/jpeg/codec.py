@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax.checks import check_images, is_concrete
-from robustjax.defenses.base import Defense
 from robustjax.defenses.jpeg import islow
 from robustjax.defenses.jpeg import rounding as rounding_lib
 
@@ -211,7 +210,8 @@ def _jpeg_libjpeg(x, q, rounding, chroma):
         cubic's value and gradient are the float DCT with the cubic quantiser."""
         if rounding == "exact":
             return islow.codec(plane, table)
-        decoded = jnp.clip(_store8(_blockwise_codec(plane, table, lambda v: quantise(v, rounding_lib.round_half_away))), 0.0, 255.0)
+        decoded = jnp.clip(_store8(_blockwise_codec(plane, table, lambda v: quantise(v, rounding_lib.round_half_away))),
+                           0.0, 255.0)
         if rounding == "ste":
             decoded = decoded + jax.lax.stop_gradient(islow.codec(plane, table) - decoded)
         return decoded
@@ -295,7 +295,8 @@ def _check_quality(quality, n: int) -> jax.Array:
     if is_concrete(q):
         qv = np.asarray(q, np.float64)
         if not np.all(np.isfinite(qv)) or qv.min() < 1 or qv.max() > 100:
-            raise ValueError(f"JPEG quality must lie in 1..100, got {qv.tolist() if qv.size <= 8 else (qv.min(), qv.max())}")
+            raise ValueError("JPEG quality must lie in 1..100, got "
+                             f"{qv.tolist() if qv.size <= 8 else (qv.min(), qv.max())}")
     return jnp.broadcast_to(q.astype(jnp.float32), (n,))
 
 

@@ -52,10 +52,12 @@ def defense(qualities: str = "20/40/60/80", block: str = "8", rounding: str = "c
         qs = tuple(int(q) for q in str(qualities).split("/") if q)
         b = int(block)
     except ValueError:
-        raise ValueError(f"SLQ qualities are integers separated by '/', block an integer; got {qualities!r}, {block!r}") from None
+        raise ValueError("SLQ qualities are integers separated by '/', block an integer; "
+                         f"got {qualities!r}, {block!r}") from None
     if not qs or any(not 1 <= q <= 100 for q in qs):
         raise ValueError(f"SLQ qualities must lie in 1..100, got {list(qs)}")
     if b not in (8, 16):
         raise ValueError(f"SLQ block must be 8 or 16 pixels, got {b}")
     rounding_lib.get(rounding)
-    return Defense(f"jpeg:slq:qualities={'/'.join(map(str, qs))}", lambda x, key=None: slq(x, key, qs, b, rounding), randomised=True)
+    return Defense(f"jpeg:slq:qualities={'/'.join(map(str, qs))}", lambda x, key=None: slq(x, key, qs, b, rounding),
+                   randomised=True)

@@ -14,7 +14,8 @@ from robustjax.defenses.registry import register
                         "differentiable JPEG at quality Q in 1..100, bit-exact with libjpeg (rounding=exact: libjpeg's "
                         "output, zero gradient); slq: SHIELD's stochastic local quantization, a quality drawn per "
                         "block, randomised (Das et al. 2018)")
-def _jpeg_defense(quality: str, rounding: str = "cubic", chroma: str = "420", mode: str = "libjpeg", **slq_options) -> Defense:
+def _jpeg_defense(quality: str, rounding: str = "cubic", chroma: str = "420", mode: str = "libjpeg",
+                  **slq_options) -> Defense:
     if quality == "slq":
         if chroma != "420" or mode != "libjpeg":
             raise ValueError("SLQ uses the libjpeg mode with 4:2:0 chroma")
