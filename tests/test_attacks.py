@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torchattacks
+from conftest import DATA, WEIGHTS, need
 from PIL import Image
+from torch_refs import load_cifar_resnet
 
 from robustjax import attacks, models
 from robustjax.attacks.base import l2_norms
-
-from conftest import DATA, WEIGHTS, need
-from torch_refs import load_cifar_resnet
 
 pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
 

@@ -20,13 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
-from robustjax import attacks as A
-from robustjax import models
-
 from conftest import WEIGHTS, need
 from test_models import _cifar_images
 from torch_refs import TorchCifarResNet as _TorchCifarResNet
+
+from robustjax import attacks as A
+from robustjax import models
 
 pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
 

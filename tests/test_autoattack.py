@@ -22,12 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import DATA, WEIGHTS, need
 from PIL import Image
+from torch_refs import load_cifar_resnet
 
 from robustjax import attacks, models
-
-from conftest import DATA, WEIGHTS, need
-from torch_refs import load_cifar_resnet
 
 torchattacks = pytest.importorskip("torchattacks")
 pytestmark = pytest.mark.slow
