@@ -78,7 +78,8 @@ def advance(attack, f, score, x, y, state: tuple, found, pred, i0, stop, early_s
         s = attack.step(f, s, x, y)
         p = score(point(s))[0]
         fooled_now = (p != y[0]) & (f_ < 0)
-        return i + 1, s, jnp.where(fooled_now, i + 1, f_).astype(jnp.int32), jnp.where(fooled_now, p, p_).astype(jnp.int32)
+        found_now = jnp.where(fooled_now, i + 1, f_).astype(jnp.int32)
+        return i + 1, s, found_now, jnp.where(fooled_now, p, p_).astype(jnp.int32)
 
     i, state, found, pred = jax.lax.while_loop(cond, body, (jnp.asarray(i0, jnp.int32), state, found, pred))
     return state, found, pred, i - i0

@@ -50,7 +50,9 @@ def _compile(ctx: Context, job: Job, f, batch: int):
     kwargs = job.attack.kwargs
 
     def make_attack(e=None):
-        return comp.get_attack(job.attack.name, **kwargs) if minimum_norm else comp.get_attack(job.attack.name, eps=e, **kwargs)
+        if minimum_norm:
+            return comp.get_attack(job.attack.name, **kwargs)
+        return comp.get_attack(job.attack.name, eps=e, **kwargs)
 
     program = P.grid_program(f, [ctx.defenses[d] for d in job.defenses], make_attack, job.threat, len(ctx.attacked),
                              int(ctx.cfg.eot_samples), minimum_norm)

@@ -161,7 +161,8 @@ def tracked_program(f, defense, member, make_attack, eot_samples: int, index: in
         xs, ys, rs = x[at], y[at], rows[at]
 
         def start_one(xi, yi, row):
-            score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, index, key, row, eps)
+            score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, index, key, row,
+                                                        eps)
             s = attack.start(view, xi[None], yi[None], akey)
             p = score(point(s))[0]
             return s, jnp.where(p != yi, 0, -1).astype(jnp.int32), p

@@ -68,7 +68,8 @@ class Members:
     def _state_shapes(self, i: int):
         m = self.job.members[i]
         S = self.ctx.resize.size
-        return P.state_shapes(self.f, self.defense, m, self.make_attack(m), int(self.ctx.cfg.eot_samples), (S, S, 3), 1 / 255)
+        eot = int(self.ctx.cfg.eot_samples)
+        return P.state_shapes(self.f, self.defense, m, self.make_attack(m), eot, (S, S, 3), 1 / 255)
 
     def program(self, i: int, size: int):
         """Member ``i``'s compiled program for ``size`` gathered rows."""
@@ -79,7 +80,8 @@ class Members:
         eot = int(ctx.cfg.eot_samples)
         sds = jax.ShapeDtypeStruct
         common = (self.params, sds((B, S, S, 3), jnp.float32, sharding=dat), sds((B,), jnp.int32, sharding=dat),
-                  sds((B,), jnp.int32, sharding=dat), sds((2,), jnp.uint32, sharding=rep), sds((), jnp.float32, sharding=rep))
+                  sds((B,), jnp.int32, sharding=dat), sds((2,), jnp.uint32, sharding=rep),
+                  sds((), jnp.float32, sharding=rep))
         idx = sds((size,), jnp.int32, sharding=rep)
         t0 = time.perf_counter()
         if self.tracked[i]:
@@ -155,7 +157,8 @@ def _attack_batch(members: Members, batch_args, clean: np.ndarray, labels: np.nd
             for k, v in (("attacked", len(standing)), ("broken", len(hit)), ("passes", passes)):
                 counters[k][i, j] = v
             fallen = np.concatenate([fallen, hit])
-            fallen_pred, fallen_step = np.concatenate([fallen_pred, pred[broken]]), np.concatenate([fallen_step, st[broken]])
+            fallen_pred = np.concatenate([fallen_pred, pred[broken]])
+            fallen_step = np.concatenate([fallen_step, st[broken]])
             standing = standing[~broken]
     return {"clean_pred": clean[:count], "adv_pred": adv_pred[:, :count], "step": step[:, :count], **counters}
 
@@ -178,8 +181,8 @@ def _compile_clean(ctx: Context, f, defense, params, batch: int) -> _Compiled:
     jitted = jax.jit(_precision.program(P.clean_program(f, defense), ctx.precision), in_shardings=(rep, dat, rep, dat),
                      out_shardings=rep)
     t0 = time.perf_counter()
-    compiled = jitted.lower(params, sds((batch, S, S, 3), jnp.float32, sharding=dat), sds((2,), jnp.uint32, sharding=rep),
-                            sds((batch,), jnp.int32, sharding=dat)).compile()
+    compiled = jitted.lower(params, sds((batch, S, S, 3), jnp.float32, sharding=dat),
+                            sds((2,), jnp.uint32, sharding=rep), sds((batch,), jnp.int32, sharding=dat)).compile()
     return _Compiled(compiled, time.perf_counter() - t0)
 
 
