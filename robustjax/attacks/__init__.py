@@ -3,9 +3,11 @@
 ``get(name, **hparams)`` builds one from its command-line name (:data:`REGISTRY`): ``fgsm``,
 ``ifgsm``/``bim``, ``pgd`` (``norm="linf"|"l2"``), ``mifgsm``, ``cw``, ``deepfool``, and AutoAttack's
 ``apgd-ce``, ``apgd-dlr``, ``apgd-t``, ``fab``, ``fab-t`` and ``square`` (Croce & Hein 2020; Andriushchenko et al.
-2020). Defaults follow torchattacks 3.5.1 and Räber et al. 2025's Table 3 (step size ``alpha = eps / 4``, 10 steps; CW c=1,
-kappa=0, 50 steps, lr 0.01; DeepFool 50 steps, overshoot 0.02). Minimum-norm attacks carry the trait
-``minimum_norm`` (no eps budget; scored at L2 bounds). Threat models: :mod:`robustjax.attacks.threat`.
+2020). Defaults follow torchattacks 3.5.1 and Räber et al. 2025's Table 3 (step size ``alpha = eps / 4``, 10
+steps; CW c=1, kappa=0, 50 steps, lr 0.01; DeepFool 50 steps, overshoot 0.02). Minimum-norm attacks carry the trait
+``minimum_norm`` (no eps budget; scored at L2 bounds); FAB searches a minimum norm too but applies its own eps
+budget, in its own norm (traits ``searches_minimum_norm`` and ``budget_norm``, see below). Threat models:
+:mod:`robustjax.attacks.threat`.
 """
 
 import dataclasses
@@ -15,8 +17,8 @@ from robustjax.attacks.apgd import APGD, APGDT, APGDResult
 from robustjax.attacks.bim import BIM
 from robustjax.attacks.cw import CW
 from robustjax.attacks.deepfool import DeepFool
-from robustjax.attacks.fab import FAB, FABResult
 from robustjax.attacks.evaluate import l2_bounded_accuracy, min_norm_accuracy, robust_accuracy
+from robustjax.attacks.fab import FAB, FABResult
 from robustjax.attacks.fgsm import FGSM
 from robustjax.attacks.mifgsm import MIFGSM
 from robustjax.attacks.pgd import PGD
@@ -28,17 +30,20 @@ REGISTRY = Registry("attack")
 REGISTRY.register("fgsm", FGSM, usage="fgsm: one signed-gradient step of size eps (Goodfellow et al. 2015)")
 REGISTRY.register("ifgsm", BIM, usage="ifgsm[:steps=10][:alpha=eps/4]: iterated FGSM (Kurakin et al. 2017)")
 REGISTRY.register("bim", BIM, usage="bim: the same attack as ifgsm")
-REGISTRY.register("pgd", PGD, usage="pgd[:steps=10][:alpha=eps/4][:norm=linf|l2]: iFGSM from a random start (Madry et al. 2018)")
+REGISTRY.register("pgd", PGD, usage="pgd[:steps=10][:alpha=eps/4][:norm=linf|l2]: iFGSM from a random start "
+                  "(Madry et al. 2018)")
 REGISTRY.register("mifgsm", MIFGSM, usage="mifgsm[:steps=10][:decay=1.0]: momentum iFGSM (Dong et al. 2018)")
 REGISTRY.register("cw", CW, usage="cw[:c=1][:kappa=0][:steps=50][:lr=0.01]: minimum-norm L2 (Carlini & Wagner 2017)",
                   minimum_norm=True)
-REGISTRY.register("deepfool", DeepFool, usage="deepfool[:steps=50][:overshoot=0.02]: minimum-norm L2 (Moosavi-Dezfooli et al. 2016)",
+REGISTRY.register("deepfool", DeepFool, usage="deepfool[:steps=50][:overshoot=0.02]: minimum-norm L2 "
+                  "(Moosavi-Dezfooli et al. 2016)",
                   minimum_norm=True)
-REGISTRY.register("apgd-ce", APGD, usage="apgd-ce[:steps=100][:norm=linf|l2][:restarts=1][:rho=0.75]: step-size-free PGD, "
-                  "cross-entropy (Croce & Hein 2020)")
+REGISTRY.register("apgd-ce", APGD, usage="apgd-ce[:steps=100][:norm=linf|l2][:restarts=1][:rho=0.75]: "
+                  "step-size-free PGD, cross-entropy (Croce & Hein 2020)")
 REGISTRY.register("apgd-dlr", functools.partial(APGD, loss="dlr"), usage="apgd-dlr[:steps=100]: APGD on the DLR loss "
                   "(Croce & Hein 2020)")
-REGISTRY.register("apgd-t", APGDT, usage="apgd-t[:steps=100][:targets=9]: targeted APGD on the DLR loss (Croce & Hein 2020)")
+REGISTRY.register("apgd-t", APGDT, usage="apgd-t[:steps=100][:targets=9]: targeted APGD on the DLR loss "
+                  "(Croce & Hein 2020)")
 # FAB searches a minimum-norm perturbation but applies its eps budget itself, in its own norm (hparam ``norm``): an
 # image counts as broken only if FAB found a point within eps, else the clean image comes back. So it is registered
 # as a budgeted attack (no ``minimum_norm`` trait, which means "scored at L2 bounds"), with the traits
@@ -49,8 +54,8 @@ REGISTRY.register("fab", FAB, usage="fab[:norm=linf|l2|l1][:steps=100][:restarts
 REGISTRY.register("fab-t", functools.partial(FAB, targeted=True), usage="fab-t[:norm=linf|l2|l1][:steps=100]"
                   "[:targets=9]: targeted FAB over the top-k classes (Croce & Hein 2020)", searches_minimum_norm=True,
                   budget_norm="norm")
-REGISTRY.register("square", Square, usage="square[:queries=5000][:p_init=0.8][:norm=linf|l2]: gradient-free random search "
-                  "(Andriushchenko et al. 2020)")
+REGISTRY.register("square", Square, usage="square[:queries=5000][:p_init=0.8][:norm=linf|l2]: gradient-free "
+                  "random search (Andriushchenko et al. 2020)")
 
 
 def names() -> list[str]:
@@ -74,5 +79,6 @@ def get(name: str, **hparams):
         raise ValueError(f"bad hyper-parameters for {name}: {e}; valid: {', '.join(fields)}") from None
 
 
-__all__ = ["APGD", "APGDResult", "APGDT", "FAB", "FABResult", "Square", "SquareResult", "BIM", "CW", "DeepFool", "EOTView", "FGSM", "MIFGSM", "PGD", "REGISTRY", "THREATS", "View", "attacker_view",
-           "bpda", "get", "is_minimum_norm", "l2_bounded_accuracy", "min_norm_accuracy", "names", "robust_accuracy"]
+__all__ = ["APGD", "APGDResult", "APGDT", "FAB", "FABResult", "Square", "SquareResult", "BIM", "CW", "DeepFool",
+           "EOTView", "FGSM", "MIFGSM", "PGD", "REGISTRY", "THREATS", "View", "attacker_view", "bpda",
+           "get", "is_minimum_norm", "l2_bounded_accuracy", "min_norm_accuracy", "names", "robust_accuracy"]
