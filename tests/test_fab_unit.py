@@ -314,6 +314,19 @@ def test_budget_only_thresholds_one_run():
     assert 0 < kept.sum() < len(kept)
 
 
+def test_eps_grid_in_one_program_reads_off_the_norms():
+    """``robust_accuracy`` vmaps a traced eps over one compiled program (as the runner's budgeted path does): with one
+    run, the accuracy at each budget is the fraction of images whose unbudgeted minimum norm exceeds it."""
+    f, free = _compiled(norm="l2", steps=6, restarts=1)
+    x, y = _batch()
+    found = np.asarray(free(x, y, jax.random.key(0)).norm)
+    grid = [0.0, *np.quantile(found[found > 0], [0.25, 0.75])]
+    acc = A.robust_accuracy(f, x, y, "fab", grid, norm="l2", steps=6, restarts=1, unroll=False)
+    expected = [np.mean(found > e) for e in grid]
+    np.testing.assert_allclose(acc, expected, atol=1e-6)
+    assert expected[0] > expected[1] > expected[2]
+
+
 def test_more_restarts_break_at_least_as_many():
     """Run 0 is the same with any restart count, and later runs only attack what it left: restarts never lose an
     image, at a budget where one run leaves some standing."""
