@@ -19,7 +19,7 @@ image after the label (AutoAttack: 9), each linearising only ``f_t - f_y``.
 
 Differences from torchattacks, all deliberate: every image is computed in every run and its result discarded if an
 earlier run broke it (a fixed-shape compiled program; the run loop ends once all images are broken); random starts
-come from ``key``; untargeted runs linearise ``candidates`` classes (default 9: the labels ranked highest by the
+come from ``key``; untargeted runs linearise ``candidates`` classes (default 9: the classes ranked highest by the
 current logits at each step, besides the true class), not every class, so that a step costs ``candidates + 1``
 backward passes on a 1,000-class model instead of 1,000; with ``candidates >= K - 1`` every class is used, as in
 torchattacks (on CIFAR-10 the default is exactly torchattacks' computation).
