@@ -1,12 +1,13 @@
 """FAB and FAB-T against torchattacks 3.5.1's ``FAB`` on the real CIFAR-10 ResNet-20 (ours converted to Flax,
 theirs the PyTorch network) and real CIFAR-10 test images (JPEG q75 copies), drawn as test_autoattack.py draws them.
 
-- float32, ``ROBUSTJAX_FAB_N`` images (256, the issue's size), ``ROBUSTJAX_FAB_STEPS`` steps (10, torchattacks'
+- float32, ``ROBUSTJAX_FAB_N`` images (128 in CI, to keep the slow tier within its time; the measured
+  parity at 256 images is in experiments/benchmarks/README.md), ``ROBUSTJAX_FAB_STEPS`` steps (10, torchattacks'
   default; AutoAttack runs 100), one run from the clean image on both sides: robust accuracy at L-inf 1/255 and
   at L2 0.1 within 2 images, and the median norm of the perturbations found within 5%. torchattacks runs with no
   effective budget (eps 1e10) and its accuracy at a budget is read off its norms: with one run eps only thresholds
   the result (checked point for point in test_fab_unit.py). About 3 min per norm on 2 cores, mostly torchattacks.
-- float64, from the same start, ``ROBUSTJAX_FAB_N64`` images (32), 10 steps: >= 99% of pixels within 1e-6 of
+- float64, from the same start, ``ROBUSTJAX_FAB_N64`` images (16 in CI; 32 measured), 10 steps: >= 99% of pixels within 1e-6 of
   torchattacks' and the same robust accuracy, as the APGD parity test asks, for FAB L-inf, FAB L2 and FAB-T L-inf
   (9 targets). torchattacks' FAB computes in float32 whatever its input (``.float()`` and default-dtype buffers);
   test_fab_unit.torch_float64 makes it float64.
@@ -33,9 +34,9 @@ from robustjax import attacks, models
 torchattacks = pytest.importorskip("torchattacks")
 pytestmark = pytest.mark.slow
 
-N = int(os.environ.get("ROBUSTJAX_FAB_N", 256))
+N = int(os.environ.get("ROBUSTJAX_FAB_N", 128))
 STEPS = int(os.environ.get("ROBUSTJAX_FAB_STEPS", 10))
-N64 = int(os.environ.get("ROBUSTJAX_FAB_N64", 32))
+N64 = int(os.environ.get("ROBUSTJAX_FAB_N64", 16))
 STEPS64 = int(os.environ.get("ROBUSTJAX_FAB_STEPS64", 10))
 TORCH_NORM = {"linf": "Linf", "l2": "L2"}
 
