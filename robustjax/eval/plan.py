@@ -14,6 +14,7 @@ import dataclasses
 from robustjax import data as rdata
 from robustjax.attacks.spec import AttackSpec
 from robustjax.attacks.threat import THREATS
+from robustjax.eval import autoattack
 from robustjax.eval import config as C
 from robustjax.eval.components import Components
 from robustjax.models import ensemble
@@ -31,6 +32,7 @@ class Member:
 
     attack: AttackSpec
     threat: str
+    eot_samples: int | None = None  # draws of the eot view (None: the config's eot_samples)
 
     @classmethod
     def parse(cls, m) -> Member:
@@ -44,12 +46,15 @@ class Member:
         d = dict(m)
         if "attack" not in d or "threat" not in d:
             raise ValueError(f"adaptive suite member {d} needs 'attack' and 'threat'")
-        name, threat = d.pop("attack"), d.pop("threat")
-        return cls(AttackSpec.of(name, d), threat)
+        name, threat, draws = d.pop("attack"), d.pop("threat"), d.pop("eot_samples", None)
+        if draws is not None and (isinstance(draws, bool) or not isinstance(draws, int) or draws < 1):
+            raise ValueError(f"adaptive suite member {m}: eot_samples must be an int >= 1, got {draws!r}")
+        return cls(AttackSpec.of(name, d), threat, draws)
 
     @property
     def label(self) -> str:
-        return f"{self.attack}@{self.threat}"
+        draws = f"[{self.eot_samples}]" if self.eot_samples is not None else ""
+        return f"{self.attack}@{self.threat}{draws}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +85,8 @@ class Job:
 
     @property
     def is_suite(self) -> bool:
-        return self.attack.name == SUITE
+        """Whether the suite executor runs this job (the adaptive suite, an AutoAttack version)."""
+        return self.attack.name in (SUITE, autoattack.NAME)
 
     def cells(self) -> list[Cell]:
         return [Cell(self.model, d, self.attack, self.threat) for d in self.defenses]
@@ -160,6 +166,13 @@ def jobs(cfg, defenses: dict | None = None, comp: Components | None = None) -> l
                     members = () if comp is None else suite_members(spec.kwargs, comp, defenses[d])
                     out.append(Job(m, spec, SUITE, (d,), members))
                 continue
+            if spec.name == autoattack.NAME:  # one suite cell per defense and threat model
+                for d in defs:
+                    for t in ["oblivious"] if d == "none" else cfg.threats:
+                        given = {"members": autoattack.member_specs(spec.kwargs, t)}
+                        members = () if comp is None else suite_members(given, comp, defenses[d])
+                        out.append(Job(m, spec, t, (d,), members))
+                continue
             oblivious = [d for d in defs if d == "none" or "oblivious" in cfg.threats]
             if oblivious:
                 out.append(Job(m, spec, "oblivious", tuple(oblivious)))
@@ -185,7 +198,9 @@ def resolve(cfg, comp: Components) -> Plan:
     probe = max([float(e) for e in cfg.eps if e > 0] or [1 / 255])
     specs = [AttackSpec.from_entry(a) for a in cfg.attacks]
     for spec in specs:
-        if spec.name == SUITE:
+        if spec.name == autoattack.NAME:
+            autoattack.check(spec.kwargs)
+        if spec.name in (SUITE, autoattack.NAME):
             if cfg.batch_size == "auto":
                 raise ValueError("--batch-size auto is not available for the adaptive suite (its members gather the "
                                  "images still standing into fixed shapes): give a number")

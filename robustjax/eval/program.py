@@ -136,7 +136,8 @@ def _member_context(g, defense, member, make_attack, eot_samples, index, key, ro
     """One image's ``(score, view, attack, attack key)`` for a suite member (the keys of the grid cell
     of the same attack and threat: ``index`` does not enter them)."""
     dkey, akey = image_keys(key, row)
-    view = attacker_view(member.threat, g, defense, dkey, eot_samples)
+    draws = eot_samples if getattr(member, "eot_samples", None) is None else member.eot_samples
+    view = attacker_view(member.threat, g, defense, dkey, draws)
     return scorer(g, defense, dkey), view, make_attack(eps), akey
 
 

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax import data as rdata
+from robustjax.eval import autoattack
 from robustjax.eval import precision as _precision
 from robustjax.eval import program as P
 from robustjax.eval import records
@@ -245,6 +246,7 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
              for i, m in enumerate(job.members)]
     timing = records.timing(members.compile_s, run_s, first, n - min(n, start * batch), len(attacked), 1, start, lost)
     norms = {m.attack.norm for m in job.members}
+    extra = {"autoattack": autoattack.describe(job.attack.kwargs)} if job.attack.name == autoattack.NAME else {}
     rec = records.record(arr, timing=timing, budget=norms.pop() if len(norms) == 1 else "linf", batch=batch,
-                         precision=ctx.precision, mesh=mesh.describe(), suite=suite, semantics=SEMANTICS)
+                         precision=ctx.precision, mesh=mesh.describe(), suite=suite, semantics=SEMANTICS, **extra)
     return [(rec, arr)]
