@@ -162,7 +162,8 @@ def test_registry_errors():
         A.robust_accuracy(_Exploding(), *_data(), "pgd", [0.1, -0.1])
     with pytest.raises(ValueError, match="threat"):
         A.robust_accuracy(_Exploding(), *_data(), "pgd", [0.1], threat="grey-box")
-    assert set(A.names()) == {"fgsm", "ifgsm", "bim", "pgd", "mifgsm", "cw", "deepfool", "apgd-ce", "apgd-dlr", "apgd-t", "square"}
+    assert set(A.names()) == {"fgsm", "ifgsm", "bim", "pgd", "mifgsm", "cw", "deepfool", "apgd-ce", "apgd-dlr",
+                              "apgd-t", "square"}
 
 
 # ---------------------------------------------------------------- threat models

@@ -22,19 +22,21 @@ REGISTRY = Registry("attack")
 REGISTRY.register("fgsm", FGSM, usage="fgsm: one signed-gradient step of size eps (Goodfellow et al. 2015)")
 REGISTRY.register("ifgsm", BIM, usage="ifgsm[:steps=10][:alpha=eps/4]: iterated FGSM (Kurakin et al. 2017)")
 REGISTRY.register("bim", BIM, usage="bim: the same attack as ifgsm")
-REGISTRY.register("pgd", PGD, usage="pgd[:steps=10][:alpha=eps/4][:norm=linf|l2]: iFGSM from a random start (Madry et al. 2018)")
+REGISTRY.register("pgd", PGD, usage="pgd[:steps=10][:alpha=eps/4][:norm=linf|l2]: iFGSM from a random start "
+                  "(Madry et al. 2018)")
 REGISTRY.register("mifgsm", MIFGSM, usage="mifgsm[:steps=10][:decay=1.0]: momentum iFGSM (Dong et al. 2018)")
 REGISTRY.register("cw", CW, usage="cw[:c=1][:kappa=0][:steps=50][:lr=0.01]: minimum-norm L2 (Carlini & Wagner 2017)",
                   minimum_norm=True)
-REGISTRY.register("deepfool", DeepFool, usage="deepfool[:steps=50][:overshoot=0.02]: minimum-norm L2 (Moosavi-Dezfooli et al. 2016)",
-                  minimum_norm=True)
-REGISTRY.register("apgd-ce", APGD, usage="apgd-ce[:steps=100][:norm=linf|l2][:restarts=1][:rho=0.75]: step-size-free PGD, "
-                  "cross-entropy (Croce & Hein 2020)")
+REGISTRY.register("deepfool", DeepFool, usage="deepfool[:steps=50][:overshoot=0.02]: minimum-norm L2 "
+                  "(Moosavi-Dezfooli et al. 2016)", minimum_norm=True)
+REGISTRY.register("apgd-ce", APGD, usage="apgd-ce[:steps=100][:norm=linf|l2][:restarts=1][:rho=0.75]: "
+                  "step-size-free PGD, cross-entropy (Croce & Hein 2020)")
 REGISTRY.register("apgd-dlr", functools.partial(APGD, loss="dlr"), usage="apgd-dlr[:steps=100]: APGD on the DLR loss "
                   "(Croce & Hein 2020)")
-REGISTRY.register("apgd-t", APGDT, usage="apgd-t[:steps=100][:targets=9]: targeted APGD on the DLR loss (Croce & Hein 2020)")
-REGISTRY.register("square", Square, usage="square[:queries=5000][:p_init=0.8][:norm=linf|l2]: gradient-free random search "
-                  "(Andriushchenko et al. 2020)")
+REGISTRY.register("apgd-t", APGDT, usage="apgd-t[:steps=100][:targets=9]: targeted APGD on the DLR loss "
+                  "(Croce & Hein 2020)")
+REGISTRY.register("square", Square, usage="square[:queries=5000][:p_init=0.8][:norm=linf|l2]: "
+                  "gradient-free random search (Andriushchenko et al. 2020)")
 
 
 def names() -> list[str]:
