@@ -237,8 +237,8 @@ def plot_grid(records: list[dict], path: Path, title: str) -> None:
 def _errorbars(r: dict, order: list[int]):
     ys, lo, hi = [], [], []
     for i in order:
-        a, (l, h) = r["accuracy"][i], stats.wilson(r["correct"][i], r["n_images"])
-        ys.append(a), lo.append(max(0.0, a - l)), hi.append(max(0.0, h - a))
+        a, (low, high) = r["accuracy"][i], stats.wilson(r["correct"][i], r["n_images"])
+        ys.append(a), lo.append(max(0.0, a - low)), hi.append(max(0.0, high - a))
     return ys, [lo, hi]
 
 
@@ -263,8 +263,8 @@ def plot_sequential(group: dict, path: Path, title: str) -> None:
                     ys.append(float("nan")), lo.append(0.0), hi.append(0.0)
                     continue
                 j = r["eps"].index(e)
-                a, (l, h) = r["accuracy"][j], stats.wilson(r["correct"][j], r["n_images"])
-                ys.append(a), lo.append(max(0.0, a - l)), hi.append(max(0.0, h - a))
+                a, (low, high) = r["accuracy"][j], stats.wilson(r["correct"][j], r["n_images"])
+                ys.append(a), lo.append(max(0.0, a - low)), hi.append(max(0.0, high - a))
             ax.errorbar(ns, ys, yerr=[lo, hi], fmt=LINESTYLE.get(t, "-"), marker="o", ms=3, capsize=2,
                         lw=2.5 if t == "all" else 1.2, color=colors[i % len(colors)],
                         label=f"{W.WORST if t == 'all' else t} {eps_label(e)}")
