@@ -114,7 +114,9 @@ def get_defense(spec):
     """``quant:K``: round to K grey levels (zero gradient: obfuscates a through-attack), else the registry."""
     if spec.startswith("noise:"):  # randomised: uniform noise of amplitude S/255, then clip
         a = float(spec.split(":")[1]) / 255
-        return Defense(spec, lambda x, key=None: jnp.clip(x + jax.random.uniform(key, x.shape, minval=-a, maxval=a), 0, 1), randomised=True)
+        return Defense(spec,
+                       lambda x, key=None: jnp.clip(x + jax.random.uniform(key, x.shape, minval=-a, maxval=a), 0, 1),
+                       randomised=True)
     if spec.startswith("quant:"):
         k = int(spec.split(":")[1]) - 1
         return Defense(spec, lambda x, key=None: jnp.round(x * k) / k)

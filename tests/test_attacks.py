@@ -46,7 +46,8 @@ def _accuracy(f, x, y):
 
 SIGNED = [
     ("fgsm", {"eps": 8 / 255}, lambda m: torchattacks.FGSM(m, eps=8 / 255)),
-    ("bim", {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10}, lambda m: torchattacks.BIM(m, eps=8 / 255, alpha=2 / 255, steps=10)),
+    ("bim", {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10},
+     lambda m: torchattacks.BIM(m, eps=8 / 255, alpha=2 / 255, steps=10)),
     ("pgd", {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10, "random_start": False},
      lambda m: torchattacks.PGD(m, eps=8 / 255, alpha=2 / 255, steps=10, random_start=False)),
     ("mifgsm", {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10, "decay": 1.0},
@@ -70,7 +71,8 @@ def test_signed_gradient_attacks_match_torchattacks(cifar, name, hparams, make_r
     theirs = _torch_attack(ref64, make_ref(ref64), x.astype(np.float64), y)
     ref.float()
     same = np.mean(np.abs(ours - theirs) <= 1e-6)
-    print(f"{name}: {same:.5f} of pixels equal; robust accuracy ours {_accuracy(f, ours, y):.4f} torchattacks {_accuracy(f, theirs, y):.4f}")
+    print(f"{name}: {same:.5f} of pixels equal; robust accuracy ours {_accuracy(f, ours, y):.4f} "
+          f"torchattacks {_accuracy(f, theirs, y):.4f}")
     assert same >= 0.999
     assert _accuracy(f, ours, y) == _accuracy(f, theirs, y)
 
@@ -91,6 +93,7 @@ def test_minimum_norm_attacks_match_torchattacks(cifar, name):
         return fooled.sum() / clean_ok.sum(), np.median(np.asarray(l2_norms(jnp.asarray(adv - x)))[fooled])
 
     (s_ours, l2_ours), (s_theirs, l2_theirs) = stats(ours), stats(theirs)
-    print(f"{name}: success ours {s_ours:.4f} torchattacks {s_theirs:.4f}; median L2 ours {l2_ours:.4f} torchattacks {l2_theirs:.4f}")
+    print(f"{name}: success ours {s_ours:.4f} torchattacks {s_theirs:.4f}; "
+          f"median L2 ours {l2_ours:.4f} torchattacks {l2_theirs:.4f}")
     assert abs(s_ours - s_theirs) <= 0.02
     assert abs(l2_ours - l2_theirs) <= 0.05 * l2_theirs

@@ -38,7 +38,8 @@ EPS = 8 / 255
 def setup():
     path = next(need(WEIGHTS / "cifar10-resnet").glob("resnet20-*.th"))
     ref = _TorchCifarResNet(20)
-    ref.load_state_dict({k[len("module."):]: v for k, v in torch.load(path, map_location="cpu", weights_only=True)["state_dict"].items()})
+    ref.load_state_dict({k[len("module."):]: v
+                         for k, v in torch.load(path, map_location="cpu", weights_only=True)["state_dict"].items()})
     ref.eval()
     x, y = _cifar_images(step=39)
     x, y = x[:N], y[:N]
@@ -72,7 +73,8 @@ def _cases(ref):
     return {
         "fgsm": (torchattacks.FGSM(ref, eps=EPS), A.FGSM(eps=EPS)),
         "bim": (torchattacks.BIM(ref, eps=EPS, alpha=EPS / 4, steps=10), A.BIM(eps=EPS)),
-        "pgd": (torchattacks.PGD(ref, eps=EPS, alpha=EPS / 4, steps=10, random_start=False), A.PGD(eps=EPS, random_start=False)),
+        "pgd": (torchattacks.PGD(ref, eps=EPS, alpha=EPS / 4, steps=10, random_start=False),
+                A.PGD(eps=EPS, random_start=False)),
     }
 
 

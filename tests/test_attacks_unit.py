@@ -184,7 +184,10 @@ def test_threat_views_gradients():
     f = _classifier()
     x, y = _data()
     d = Defense("square", lambda v, key=None: v * v)
-    loss = lambda view: jax.grad(lambda v: base.cross_entropy(view(v), y))(x)
+
+    def loss(view):
+        return jax.grad(lambda v: base.cross_entropy(view(v), y))(x)
+
     g_oblivious = loss(A.attacker_view("oblivious", f, d))
     g_through = loss(A.attacker_view("through", f, d))
     g_bpda = loss(A.attacker_view("bpda", f, d))

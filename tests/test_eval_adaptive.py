@@ -69,7 +69,8 @@ def test_suite_stops_a_batch_once_every_image_is_broken(tmp_path):
 def test_bad_suite_fails_before_compute(tmp_path, capsys, members, message):
     comp = dataclasses.replace(components(), get_attack=A.get, attack_names=A.names, minimum_norm=A.is_minimum_norm)
     calls = []
-    comp = dataclasses.replace(comp, load_model=lambda *a, **k: calls.append("model"), load_data=lambda *a, **k: calls.append("data"))
+    comp = dataclasses.replace(comp, load_model=lambda *a, **k: calls.append("model"),
+                               load_data=lambda *a, **k: calls.append("data"))
     c = base_cfg(tmp_path, attacks=[{"name": "adaptive", "members": members}])
     with pytest.raises(ValueError, match=message):
         Runner(c, comp, progress=False).run()
@@ -78,8 +79,9 @@ def test_bad_suite_fails_before_compute(tmp_path, capsys, members, message):
 
 def test_cli_adaptive_uses_the_default_members_the_registry_has(tmp_path):
     out = tmp_path / "o"
-    rc = main(["--dataset", "foolbox_cifar10", "--model", "tiny", "--defense", "quant:8", "--attack", "adaptive", "--eps", "0,8/255",
-               "--threat", "through", "--batch-size", "20", "--out", str(out), "--no-progress", "--no-report", "--n", "6"],
+    rc = main(["--dataset", "foolbox_cifar10", "--model", "tiny", "--defense", "quant:8", "--attack", "adaptive",
+               "--eps", "0,8/255", "--threat", "through", "--batch-size", "20", "--out", str(out), "--no-progress",
+               "--no-report", "--n", "6"],
               components=components())
     assert rc == 0
     (r,) = [r for r in Store(out).records() if r["settings"]["attack"] == "adaptive"]

@@ -12,7 +12,8 @@ from tests.test_eval_worst import write_cell
 
 
 def test_checks_fire_on_quantisation_and_stay_silent_undefended(tmp_path):
-    c = cfg(tmp_path, defenses=["none", "quant:8"], attacks=[{"name": "ifgsm", "steps": 10}], eps=[0.0, 8 / 255, 64 / 255])
+    c = cfg(tmp_path, defenses=["none", "quant:8"], attacks=[{"name": "ifgsm", "steps": 10}],
+            eps=[0.0, 8 / 255, 64 / 255])
     Runner(c, components(), progress=False).run()
     gs = {g.key[3]: g for g in W.groups(Store(c.out).records(), c.out)}
     assert checks.run(gs["none"], c.out) == []

@@ -1,5 +1,6 @@
 """Multi-process on localhost: 2 jax.distributed processes x 2 CPU devices give the accuracies and
-per-image outcomes of 1 x 1 and 1 x 4, write one store once, and a process that dies ends the other with a clear error."""
+per-image outcomes of 1 x 1 and 1 x 4, write one store once, and a process that dies ends the other
+with a clear error."""
 
 import json
 import os
@@ -40,7 +41,8 @@ def test_two_processes_match_one_process_and_write_the_store_once(tmp_path):
     assert acc == {r["key"]: r["correct"] for r in one} == {r["key"]: r["correct"] for r in four}
     assert len({tuple(v) for v in acc.values()}) > 2  # the attacks changed counts: not vacuous
     for k in keys:  # per-image outcomes too: randomness is per image, whatever the process layout
-        assert (tmp_path / "two" / "outcomes" / f"{k}.npz").read_bytes() == (tmp_path / "one" / "outcomes" / f"{k}.npz").read_bytes()
+        assert ((tmp_path / "two" / "outcomes" / f"{k}.npz").read_bytes()
+                == (tmp_path / "one" / "outcomes" / f"{k}.npz").read_bytes())
     assert "accuracy" in c.log(0) and "accuracy" in c.log(1)  # both processes ran every cell
 
 
@@ -70,7 +72,8 @@ def test_a_dead_process_ends_the_other_with_a_clear_error(tmp_path):
 
 # the grid's flags less its attacks and defenses (the config's suite and defenses stand)
 SUITE = ["--config", str(ROOT / "tests" / "data" / "suite_layout.py"),
-         *[a for i, a in enumerate(GRID) if a not in ("--attack", "--defense") and GRID[i - 1] not in ("--attack", "--defense")]]
+         *[a for i, a in enumerate(GRID)
+           if a not in ("--attack", "--defense") and GRID[i - 1] not in ("--attack", "--defense")]]
 
 
 def test_suite_outcomes_do_not_depend_on_processes_devices_or_batch(tmp_path):

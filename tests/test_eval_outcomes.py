@@ -125,7 +125,8 @@ def test_outcomes_do_not_depend_on_batch_size(tmp_path):
         c = small(tmp_path, out, defenses=["noise:16"], attacks=["pgd"], threats=["through"], batch_size=batch)
         Runner(c, components(), progress=False).run()
         df = load_outcomes(c.out)
-        return df[df.defense == "noise:16"].sort_values(["eps", "row"])[["row", "eps", "clean_pred", "pred"]].reset_index(drop=True)
+        return (df[df.defense == "noise:16"].sort_values(["eps", "row"])[["row", "eps", "clean_pred", "pred"]]
+                .reset_index(drop=True))
 
     a, b = run(8, "b8"), run(32, "b32")
     assert a.equals(b)

@@ -14,7 +14,8 @@ def test_each_defense_is_built_once_for_every_job_and_cell(tmp_path):
     built = []
     comp = components()
     comp = dataclasses.replace(comp, get_defense=lambda spec: built.append(spec) or components().get_defense(spec))
-    c = base_cfg(tmp_path, defenses=["none", "quant:8"], attacks=["fgsm", {"name": "adaptive", "members": ["fgsm@bpda"]}],
+    c = base_cfg(tmp_path, defenses=["none", "quant:8"],
+                 attacks=["fgsm", {"name": "adaptive", "members": ["fgsm@bpda"]}],
                  threats=["oblivious", "through", "bpda"], eps=[0.0, 8 / 255], n=4)
     recs = Runner(c, comp, progress=False).run()
     assert len(recs) == 6  # fgsm: none, quant oblivious/through/bpda; suite: none, quant

@@ -14,12 +14,13 @@ from robustjax.eval.store import Store
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(importlib.util.find_spec("robustjax.models") is None or importlib.util.find_spec("robustjax.attacks") is None,
+@pytest.mark.skipif(importlib.util.find_spec("robustjax.models") is None
+                    or importlib.util.find_spec("robustjax.attacks") is None,
                     reason="needs robustjax.models and robustjax.attacks")
 def test_reduced_quickstart_on_real_components(tmp_path, capsys):
     out = tmp_path / "qs"
-    rc = main(["--n", "4", "--attack", "fgsm", "--eps", "0,8/255", "--threat", "oblivious,through,bpda", "--batch-size", "4",
-               "--out", str(out), "--no-progress", "--no-report"])
+    rc = main(["--n", "4", "--attack", "fgsm", "--eps", "0,8/255", "--threat", "oblivious,through,bpda",
+               "--batch-size", "4", "--out", str(out), "--no-progress", "--no-report"])
     assert rc == 0
     recs = {(r["settings"]["defense"], r["settings"]["threat"]): r for r in Store(out).records()}
     assert set(recs) == {("none", "oblivious"), ("jpeg:25", "oblivious"), ("jpeg:25", "through"), ("jpeg:25", "bpda")}

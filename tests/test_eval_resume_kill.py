@@ -78,7 +78,8 @@ def test_sigkill_three_times_inside_a_cell_then_resume(tmp_path, kind):
         assert m is None or int(m[2]) == before  # each rerun started from everything its predecessor persisted
         assert after >= before
     rec, npz = record(out)
-    assert {k: v for k, v in rec.items() if k not in VOLATILE} == {k: v for k, v in ref_rec.items() if k not in VOLATILE}
+    assert ({k: v for k, v in rec.items() if k not in VOLATILE}
+            == {k: v for k, v in ref_rec.items() if k not in VOLATILE})
     assert npz == ref_npz
     assert rec["timing"]["resumed_batches"] == persisted
     if kind == "suite":  # the batch in flight at each kill is computed again, no more

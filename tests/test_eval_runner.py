@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def cfg(tmp_path, **kw):
     c = C.quickstart()
     c.update(dict(dataset="foolbox_cifar10", models=["tiny"], defenses=["none", "quant:8"], attacks=["fgsm", "ifgsm"],
-                  eps=[0.0, 8 / 255, 32 / 255], threats=["oblivious", "through", "bpda"], batch_size=20, out=str(tmp_path / "out")))
+                  eps=[0.0, 8 / 255, 32 / 255], threats=["oblivious", "through", "bpda"], batch_size=20,
+                  out=str(tmp_path / "out")))
     c.update(kw)
     return c
 
@@ -41,8 +42,10 @@ def test_plan_shares_oblivious_attacks_and_runs_none_once():
 
 
 def test_shared_oblivious_job_equals_separate_runs(tmp_path):
-    both = Runner(cfg(tmp_path, attacks=["pgd"], threats=["oblivious"], out=str(tmp_path / "a")), components(), progress=False).run()
-    alone = Runner(cfg(tmp_path, attacks=["pgd"], threats=["oblivious"], defenses=["quant:8"], out=str(tmp_path / "b")), components(), progress=False).run()
+    both = Runner(cfg(tmp_path, attacks=["pgd"], threats=["oblivious"], out=str(tmp_path / "a")), components(),
+                  progress=False).run()
+    alone = Runner(cfg(tmp_path, attacks=["pgd"], threats=["oblivious"], defenses=["quant:8"], out=str(tmp_path / "b")),
+                   components(), progress=False).run()
     assert both[1]["settings"] == alone[0]["settings"] and both[1]["correct"] == alone[0]["correct"]
     assert both[0]["timing"]["defenses_in_program"] == 2
 
@@ -61,7 +64,8 @@ def test_padding_and_batch_size_do_not_change_accuracy_and_threats_behave(tmp_pa
     assert 0 < t["first_batch_s"] < t["run_s"]
     assert t["first_batch_s"] + 12 * t["per_image_s"] == pytest.approx(t["run_s"], abs=2e-3)
     t = one[0]["timing"]  # one batch: the wall time
-    assert t["first_batch_s"] == t["run_s"] and 20 * t["per_image_s"] == pytest.approx(t["run_s"], abs=1e-3)  # run_s is rounded to ms
+    # run_s is rounded to ms
+    assert t["first_batch_s"] == t["run_s"] and 20 * t["per_image_s"] == pytest.approx(t["run_s"], abs=1e-3)
     # the stand-in labels are the CNN's own predictions: clean accuracy 1, attacks do damage
     assert acc[("none", "ifgsm", "oblivious")][0] == 20 and acc[("none", "ifgsm", "oblivious")][2] < 15
     # quantisation has zero gradient: a through-attack is blind, BPDA is not (obfuscated gradients)
@@ -100,8 +104,10 @@ def test_rerun_skips_finished_cells(tmp_path, monkeypatch):
 def test_unknown_names_fail_before_compute(tmp_path, capsys, argv, message):
     comp = components()
     calls = []
-    comp = dataclasses.replace(comp, load_model=lambda *a, **k: calls.append("model"), load_data=lambda *a, **k: calls.append("data"))
-    base = ["--dataset", "foolbox_cifar10", "--model", "tiny", "--defense", "none", "--attack", "fgsm", "--out", str(tmp_path / "o")]
+    comp = dataclasses.replace(comp, load_model=lambda *a, **k: calls.append("model"),
+                               load_data=lambda *a, **k: calls.append("data"))
+    base = ["--dataset", "foolbox_cifar10", "--model", "tiny", "--defense", "none", "--attack", "fgsm",
+            "--out", str(tmp_path / "o")]
     assert main(base + argv, components=comp) == 2
     err = capsys.readouterr().err
     import re
@@ -117,18 +123,23 @@ def test_experiment_configs_load_and_validate():
         C.check_shape(c)
         assert c.name == f"raber2025_{f.stem}"
     t11 = C.load_file(ROOT / "experiments" / "raber2025/table11.py")
-    assert [d for d in t11.defenses][:2] == ["jpeg:25:mode=kornia", "seq:2:jpeg:25:mode=kornia"] and "bpda" in t11.threats
-    args = __import__("argparse").Namespace(**{k: None for k in ("dataset", "data_dir", "model", "weights", "head", "defense",
-                                                                  "attack", "eps", "threat", "n", "seed", "batch_size", "out")})
-    args.config, args.eps, args.attack, args.n = str(ROOT / "experiments" / "raber2025/table2.py"), "0,4/255", "pgd:steps=20", 50
+    assert ([d for d in t11.defenses][:2] == ["jpeg:25:mode=kornia", "seq:2:jpeg:25:mode=kornia"]
+            and "bpda" in t11.threats)
+    args = __import__("argparse").Namespace(**{k: None for k in ("dataset", "data_dir", "model", "weights", "head",
+                                                                  "defense", "attack", "eps", "threat", "n", "seed",
+                                                                  "batch_size", "out")})
+    args.config, args.eps, args.attack, args.n = (str(ROOT / "experiments" / "raber2025/table2.py"), "0,4/255",
+                                                  "pgd:steps=20", 50)
     o = C.from_args(args)
-    assert o.eps == [0.0, 4 / 255] and o.attacks == [{"name": "pgd", "steps": 20}] and o.n == 50 and o.dataset == "imagenette"
+    assert (o.eps == [0.0, 4 / 255] and o.attacks == [{"name": "pgd", "steps": 20}] and o.n == 50
+            and o.dataset == "imagenette")
 
 
 def test_report_tables_and_sequential_layout(tmp_path):
     def rec(defense, threat, acc):
-        return {"key": f"{defense}-{threat}", "settings": {"dataset": "d", "model": "m", "defense": defense, "attack": "ifgsm",
-                                                            "hparams": {}, "threat": threat, "head": None},
+        return {"key": f"{defense}-{threat}",
+                "settings": {"dataset": "d", "model": "m", "defense": defense, "attack": "ifgsm",
+                             "hparams": {}, "threat": threat, "head": None},
                 "eps": [0.0, 4 / 255], "accuracy": acc, "correct": [int(a * 100) for a in acc], "n_images": 100,
                 "timing": {"per_image_s": 0.5}, "devices": 1, "platform": "cpu"}
 
@@ -148,11 +159,13 @@ def test_report_tables_and_sequential_layout(tmp_path):
 
 
 def test_eot_threat(tmp_path):
-    recs = Runner(cfg(tmp_path, defenses=["quant:8", "noise:64"], attacks=["ifgsm"], threats=["through", "eot"]), components(), progress=False).run()
+    recs = Runner(cfg(tmp_path, defenses=["quant:8", "noise:64"], attacks=["ifgsm"], threats=["through", "eot"]),
+                  components(), progress=False).run()
     acc = accuracies(recs)
     assert acc[("quant:8", "ifgsm", "eot")] == acc[("quant:8", "ifgsm", "through")]  # deterministic: eot = through
     assert recs[-1]["settings"]["eot_samples"] == 8
-    assert acc[("noise:64", "ifgsm", "eot")][2] < acc[("noise:64", "ifgsm", "eot")][0]  # averaging the noise, the attack works
+    # averaging the noise, the attack works
+    assert acc[("noise:64", "ifgsm", "eot")][2] < acc[("noise:64", "ifgsm", "eot")][0]
 
 
 def test_minimum_norm_attack_scored_under_l2_bounds(tmp_path):
@@ -163,7 +176,8 @@ def test_minimum_norm_attack_scored_under_l2_bounds(tmp_path):
 
     real = dataclasses.replace(components(), get_attack=A.get, attack_names=A.names, minimum_norm=A.is_minimum_norm)
     bounds = [0.0, 0.05, 0.2, 100.0]
-    recs = Runner(cfg(tmp_path, defenses=["none"], attacks=[{"name": "deepfool", "steps": 10}], eps=bounds, batch_size=8), real, progress=False).run()
+    recs = Runner(cfg(tmp_path, defenses=["none"], attacks=[{"name": "deepfool", "steps": 10}], eps=bounds,
+                      batch_size=8), real, progress=False).run()
     (r,) = recs
     assert r["budget"] == "l2_bound" and r["settings"]["hparams"] == {"steps": 10}
     c = r["correct"]

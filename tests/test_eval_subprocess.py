@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "eval_standins.py"
 GRID = ["--dataset", "foolbox_cifar10", "--model", "tiny", "--defense", "none,quant:8", "--attack", "fgsm,pgd",
-        "--eps", "0,8/255,32/255", "--threat", "oblivious,through,bpda", "--batch-size", "8", "--no-progress", "--no-report"]
+        "--eps", "0,8/255,32/255", "--threat", "oblivious,through,bpda", "--batch-size", "8", "--no-progress",
+        "--no-report"]
 
 
 def env(devices=None):
@@ -51,7 +52,8 @@ def test_one_and_four_devices_give_identical_accuracies(tmp_path):
     assert acc1 == acc4
     # per-image outcomes too (randomness is per image: pgd's random starts do not depend on the devices)
     for k in acc1:
-        assert (tmp_path / "one" / "outcomes" / f"{k}.npz").read_bytes() == (tmp_path / "four" / "outcomes" / f"{k}.npz").read_bytes()
+        assert ((tmp_path / "one" / "outcomes" / f"{k}.npz").read_bytes()
+                == (tmp_path / "four" / "outcomes" / f"{k}.npz").read_bytes())
     # not vacuous: attacks change the counts
     assert len({tuple(c) for c in acc1.values()}) > 2
 

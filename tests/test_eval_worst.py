@@ -18,12 +18,14 @@ def write_cell(out, key, attack, threat, pred, label, eps=EPS, defense="jpeg:25"
     n = len(label)
     correct = [int(c) for c in (pred == label[None]).sum(axis=1)]
     rec = {"key": key, "format": 2, "experiment": "x", "n_images": n, "eps": list(eps), "correct": correct,
-           "accuracy": [c / n for c in correct], "budget": "linf", "timing": {"per_image_s": 0.1}, "devices": 1, "platform": "cpu",
+           "accuracy": [c / n for c in correct], "budget": "linf", "timing": {"per_image_s": 0.1}, "devices": 1,
+           "platform": "cpu",
            "settings": {"dataset": "d", "model": "m", "head": None, "defense": defense, "attack": attack, "hparams": {},
                         "threat": threat, "images": images, "eps": list(eps)}}
     outcomes.write(out, key, {"row": np.arange(n, dtype=np.int32), "id": np.asarray([f"i{j}" for j in range(n)]),
-                              "label": label.astype(np.int32), "clean_pred": pred[0].astype(np.int32), "eps": np.asarray(eps),
-                              "pred": pred.astype(np.int32), "step": np.full(pred.shape, -1, np.int32)})
+                              "label": label.astype(np.int32), "clean_pred": pred[0].astype(np.int32),
+                              "eps": np.asarray(eps), "pred": pred.astype(np.int32),
+                              "step": np.full(pred.shape, -1, np.int32)})
     Store(out).append(rec)
     return rec
 
@@ -40,7 +42,8 @@ def test_worst_case_is_the_per_image_and_and_below_every_cell(k, n, seed, ragged
             eps = EPS if not (ragged and c % 2) else [0.0, 8 / 255]  # some cells lack 2/255
             pred = rng.integers(0, 3, (len(eps), n))
             pred[0] = clean  # a deterministic defense: one clean prediction
-            recs.append(write_cell(out, f"k{c}", "ifgsm" if c % 2 else "pgd", ["through", "bpda"][c % 2], pred, label, eps=eps))
+            recs.append(write_cell(out, f"k{c}", "ifgsm" if c % 2 else "pgd", ["through", "bpda"][c % 2], pred, label,
+                                   eps=eps))
         (g,) = W.groups(Store(out).records(), out)
         (wr,) = W.records([g])
         df = load_outcomes(out)

@@ -91,13 +91,15 @@ def test_no_import_cycles():
     for m in sorted(graph):
         if m not in state:
             visit(m, [m])
-    upward = [m for m, deps in graph.items() if m.startswith("robustjax") and any(d.startswith("checkpoints_convert") for d in deps)]
+    upward = [m for m, deps in graph.items()
+              if m.startswith("robustjax") and any(d.startswith("checkpoints_convert") for d in deps)]
     assert upward == [], "imports run one way, checkpoints_convert -> robustjax"
 
 
 def test_codec_packages_hold_network_key_map_defense_and_bitstream():
     for codec, files in {"jpeg": ("codec", "islow", "rounding", "files"), "comdefend": ("net", "params", "defense"),
-                         "elic": ("net", "params", "defense", "codec"), "hific": ("net", "params", "defense", "codec")}.items():
+                         "elic": ("net", "params", "defense", "codec"),
+                         "hific": ("net", "params", "defense", "codec")}.items():
         for f in files:
             assert (ROOT / "robustjax" / "defenses" / codec / f"{f}.py").is_file(), (codec, f)
     import jax.numpy as jnp

@@ -116,7 +116,8 @@ def test_l2_member_is_an_l2_attack(tmp_path):
 
 
 def test_members_of_two_norms_are_refused_before_compute(tmp_path):
-    c = base_cfg(tmp_path, defenses=["none"], attacks=[{"name": "adaptive", "members": ["pgd@through", "pgd:norm=l2@bpda"]}])
+    c = base_cfg(tmp_path, defenses=["none"],
+                 attacks=[{"name": "adaptive", "members": ["pgd@through", "pgd:norm=l2@bpda"]}])
     with pytest.raises(ValueError, match="must share one budget norm"):
         Runner(c, real_components(), progress=False).run()
 

@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     p.add_argument("--members", default=None,
                    help="comma-separated suite members in order, from the grid's (default: all of them); a "
                         "non-default list runs in its own folder under --out, so --reuse keeps the exhaustive side")
-    p.add_argument("--reuse", action="store_true", help="read the figures of an earlier run in --out instead of rerunning")
+    p.add_argument("--reuse", action="store_true",
+                   help="read the figures of an earlier run in --out instead of rerunning")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="adaptive_cost_"))
     make, eps, n_default, members = GRIDS[a.grid]
@@ -114,15 +115,18 @@ def main(argv=None) -> int:
         broken_ex = ex_df[(ex_df.defense == d) & ex_df.broken].groupby(["eps", "row"]).size().index
         suite = ad_df[ad_df.defense == d].set_index(["eps", "row"]).broken
         missed += int((~suite.reindex(broken_ex).fillna(False).astype(bool)).sum())
-    print(f"grid: {a.grid}, {n} images, eps {a.eps}, {len(ex)} exhaustive cells ({round(sum(share))} programs), {len(ad)} suite cells"
-          f" (members {', '.join(members)})")
+    print(f"grid: {a.grid}, {n} images, eps {a.eps}, {len(ex)} exhaustive cells ({round(sum(share))} programs), "
+          f"{len(ad)} suite cells (members {', '.join(members)})")
     print(f"gradient passes: exhaustive {ex_passes}, adaptive {ad_passes} ({ex_passes / max(1, ad_passes):.2f}x fewer)")
-    print(f"cell time (compile + run): exhaustive {ex_time:.1f} s, adaptive {ad_time:.1f} s ({ex_time / max(1e-9, ad_time):.2f}x)")
-    print(f"wall time of the two runs: exhaustive {ex_wall:.1f} s, adaptive {ad_wall:.1f} s ({ex_wall / max(1e-9, ad_wall):.2f}x)")
+    print(f"cell time (compile + run): exhaustive {ex_time:.1f} s, adaptive {ad_time:.1f} s "
+          f"({ex_time / max(1e-9, ad_time):.2f}x)")
+    print(f"wall time of the two runs: exhaustive {ex_wall:.1f} s, adaptive {ad_wall:.1f} s "
+          f"({ex_wall / max(1e-9, ad_wall):.2f}x)")
     print(f"images broken by the exhaustive cells but not by the suite: {missed}")
     for r in ad:
-        print(f"  {r['settings']['defense']}: " + "; ".join(f"{m['member']} attacked {m['attacked']} broke {m['broken']} passes {m['passes']}"
-                                                         for m in r["suite"]))
+        print(f"  {r['settings']['defense']}: "
+              + "; ".join(f"{m['member']} attacked {m['attacked']} broke {m['broken']} passes {m['passes']}"
+                          for m in r["suite"]))
     return 0
 
 

@@ -94,7 +94,8 @@ def check_labels(y, n: int, classes: int | None) -> None:
         values = np.asarray(y)  # on the host: a jax op here would be staged into an enclosing jit
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or (classes is not None and hi >= classes):
-            raise ValueError(f"labels must lie in 0..{'K-1' if classes is None else classes - 1}, got values in {lo}..{hi}")
+            raise ValueError(f"labels must lie in 0..{'K-1' if classes is None else classes - 1}, "
+                             f"got values in {lo}..{hi}")
 
 
 def check_inputs(f, x, y) -> None:

@@ -74,5 +74,6 @@ class CW:
             opt_state = jax.tree.map(lambda new, old: jnp.where(stopped, old, new), new_opt_state, opt_state)
             return w, opt_state, best_adv, best_l2, prev_cost, stopped
 
-        init = (w0, opt.init(w0), x, jnp.full((x.shape[0],), 1e10, x.dtype), jnp.asarray(1e10, x.dtype), jnp.asarray(False))
+        init = (w0, opt.init(w0), x, jnp.full((x.shape[0],), 1e10, x.dtype), jnp.asarray(1e10, x.dtype),
+                jnp.asarray(False))
         return loop(self.steps, step, init, self.unroll)[2]

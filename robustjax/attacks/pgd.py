@@ -21,7 +21,8 @@ from robustjax.attacks.iterative import iterate
 
 NORMS = ("linf", "l2")
 DEFAULT_EPS = {"linf": 8 / 255, "l2": 1.0}  # torchattacks PGD / PGDL2 defaults
-ALPHA_FRACTION = {"linf": 1 / 4, "l2": 1 / 5}  # alpha = eps/4 (Räber et al. 2025 Table 3; 2/255 at 8/255), PGDL2's 0.2 at 1.0
+# alpha = eps/4 (Räber et al. 2025 Table 3; 2/255 at 8/255), PGDL2's 0.2 at 1.0
+ALPHA_FRACTION = {"linf": 1 / 4, "l2": 1 / 5}
 
 
 def check_norm(norm: str) -> None:

@@ -78,7 +78,8 @@ def attacker_view(threat: str, f, defense=None, key=None, eot_samples: int = 8) 
     if threat not in THREATS:
         raise ValueError(f"unknown threat model {threat!r}; valid: {', '.join(THREATS)}")
     classes = getattr(f, "num_classes", None)
-    if hasattr(f, "attacker_model"):  # a model whose attack surface depends on the threat (the Das et al. 2017 ensemble)
+    # a model whose attack surface depends on the threat (the Das et al. 2017 ensemble)
+    if hasattr(f, "attacker_model"):
         f = f.attacker_model(threat)
     if threat == "oblivious" or defense is None:
         return View(f, classes, "oblivious" if defense is None else f"{threat}(none)")

@@ -54,8 +54,8 @@ def run(group, out) -> list[str]:
                     continue
                 only = int((missed & ~c & clean_ok).sum())
                 if only:
-                    msgs.append(f"gradient-free: {cell_label(r)} broke {only} image(s) at {_eps_text(e)} that every gradient "
-                                f"attack missed ({len(grad)} cell(s)): the gradients are masked")
+                    msgs.append(f"gradient-free: {cell_label(r)} broke {only} image(s) at {_eps_text(e)} "
+                                f"that every gradient attack missed ({len(grad)} cell(s)): the gradients are masked")
         by = {}
         for r in recs:
             s = r["settings"]
@@ -67,8 +67,10 @@ def run(group, out) -> list[str]:
                     continue
                 t = stats.paired(a, b)
                 if not t["within_noise"]:
-                    msgs.append(f"bpda-vs-through: {attack} at {_eps_text(e)}: through accuracy {a.mean():.3f}, bpda {b.mean():.3f}; "
-                                f"{t['only_b']} image(s) broken only by through, {t['only_a']} only by bpda (McNemar p = {t['p']:.3g})")
+                    msgs.append(f"bpda-vs-through: {attack} at {_eps_text(e)}: "
+                                f"through accuracy {a.mean():.3f}, bpda {b.mean():.3f}; "
+                                f"{t['only_b']} image(s) broken only by through, {t['only_a']} only by bpda "
+                                f"(McNemar p = {t['p']:.3g})")
         steps = {}
         for r in recs:
             s = r["settings"]
@@ -86,7 +88,8 @@ def run(group, out) -> list[str]:
                 continue
             t = stats.paired(a, b)
             if not t["within_noise"] and b.mean() < a.mean():
-                msgs.append(f"more-steps: {attack} ({threat}) at {_eps_text(e)}: {lo_steps} steps {a.mean():.3f}, {hi_steps} steps "
+                msgs.append(f"more-steps: {attack} ({threat}) at {_eps_text(e)}: "
+                            f"{lo_steps} steps {a.mean():.3f}, {hi_steps} steps "
                             f"{b.mean():.3f} (McNemar p = {t['p']:.3g}): the shorter attack had not converged")
     i_large = [i for i, e in enumerate(group.eps) if e >= LARGE - 1e-9]
     if budget == "linf" and i_large:
@@ -94,7 +97,8 @@ def run(group, out) -> list[str]:
         k, n = int(group.worst[i].sum()), len(group.ids)
         lo, hi = stats.wilson(k, n)
         if lo > 0.10:
-            msgs.append(f"large-budget: the worst case keeps {k}/{n} images ({k / n:.3f}, 95% CI [{lo:.2f}, {hi:.2f}]) at "
+            msgs.append(f"large-budget: the worst case keeps {k}/{n} images "
+                        f"({k / n:.3f}, 95% CI [{lo:.2f}, {hi:.2f}]) at "
                         f"{_eps_text(group.eps[i])}: an attacker with that budget should reach about 0")
     for r in recs:
         if r["settings"]["threat"] not in ("through", "eot"):
@@ -107,8 +111,8 @@ def run(group, out) -> list[str]:
         if len(g):
             share = float((g < ZERO).mean())
             if share > 0.10:
-                msgs.append(f"zero-gradient: {cell_label(r)}: {share:.0%} of {len(g)} clean-correct images have an input gradient "
-                            f"of L2 norm < {ZERO:g} through the defense")
+                msgs.append(f"zero-gradient: {cell_label(r)}: {share:.0%} of {len(g)} clean-correct images "
+                            f"have an input gradient of L2 norm < {ZERO:g} through the defense")
     return msgs
 
 

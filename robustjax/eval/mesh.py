@@ -68,4 +68,5 @@ class BatchMesh:
 
     def describe(self) -> dict:
         d = self.devices[0]
-        return {"devices": self.size, "processes": self.process_count, "platform": d.platform, "device_kind": getattr(d, "device_kind", d.platform)}
+        return {"devices": self.size, "processes": self.process_count, "platform": d.platform,
+                "device_kind": getattr(d, "device_kind", d.platform)}

@@ -17,7 +17,8 @@ def misclassification_success_rate(clean_correct, adv_correct) -> float:
     """
     c, a = np.asarray(clean_correct, bool), np.asarray(adv_correct, bool)
     if c.shape != a.shape or c.ndim != 1:
-        raise ValueError(f"clean_correct and adv_correct must be (N,) booleans of one shape, got {c.shape} and {a.shape}")
+        raise ValueError(f"clean_correct and adv_correct must be (N,) booleans of one shape, "
+                         f"got {c.shape} and {a.shape}")
     return msr_from_counts(int(np.sum(c & ~a)), int(np.sum(c)))
 
 

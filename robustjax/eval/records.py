@@ -31,10 +31,11 @@ def provenance() -> dict:
     rev = None
     try:
         git = ["git", "-C", str(root)]
-        rev = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip() or None
+        rev = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10).stdout.strip() or None
         if rev:
-            dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                                   timeout=10).stdout.strip()
+            dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                   text=True, timeout=10).stdout.strip()
             rev += "-dirty" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         pass
@@ -55,15 +56,17 @@ def cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool = 
     adv = np.concatenate([b["adv_pred"] for b in batches], axis=1).astype(np.int32)
     step = np.concatenate([b["step"] for b in batches], axis=1).astype(np.int32)
     N = len(clean)
-    pred, steps, it = np.empty((len(eps_all), N), np.int32), np.full((len(eps_all), N), -1, np.int32), iter(range(adv.shape[0]))
+    pred, steps, it = (np.empty((len(eps_all), N), np.int32), np.full((len(eps_all), N), -1, np.int32),
+                       iter(range(adv.shape[0])))
     for j, e in enumerate(eps_all):
         if e == 0:
             pred[j] = clean
         else:
             i = next(it)
             pred[j], steps[j] = adv[i], step[i]
-    arr = {"row": np.arange(N, dtype=np.int32), "id": np.asarray(list(ids), dtype=str), "label": labels.astype(np.int32),
-           "clean_pred": clean, "eps": np.asarray(eps_all, np.float64), "pred": pred, "step": steps}
+    arr = {"row": np.arange(N, dtype=np.int32), "id": np.asarray(list(ids), dtype=str),
+           "label": labels.astype(np.int32), "clean_pred": clean, "eps": np.asarray(eps_all, np.float64),
+           "pred": pred, "step": steps}
     if grad and all("grad_norm" in b for b in batches) and adv.shape[0]:
         arr["grad_norm"] = np.concatenate([b["grad_norm"] for b in batches]).astype(np.float32)
     if minimum_norm:

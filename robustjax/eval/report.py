@@ -72,11 +72,13 @@ def long_rows(records: list[dict]) -> list[dict]:
         s = r["settings"]
         for e, a, c in zip(r["eps"], r["accuracy"], r["correct"]):
             rows.append({
-                "experiment": r.get("experiment"), "dataset": s["dataset"], "n_images": r["n_images"], "model": s["model"],
-                "head": s.get("head"), "defense": s["defense"], "attack": attack_label(r), "threat": s["threat"],
+                "experiment": r.get("experiment"), "dataset": s["dataset"], "n_images": r["n_images"],
+                "model": s["model"], "head": s.get("head"), "defense": s["defense"], "attack": attack_label(r),
+                "threat": s["threat"],
                 "eps": e, "eps_label": eps_label(e), "accuracy": a, "correct": c,
                 "ci_lo": stats.wilson(c, r["n_images"])[0], "ci_hi": stats.wilson(c, r["n_images"])[1],
-                "per_image_s": r["timing"]["per_image_s"], "devices": r.get("devices"), "platform": r.get("platform"), "git": r.get("git"),
+                "per_image_s": r["timing"]["per_image_s"], "devices": r.get("devices"), "platform": r.get("platform"),
+                "git": r.get("git"),
             })
     return rows
 
@@ -124,14 +126,16 @@ def grid_table(records: list[dict], fmt: str = "{:.3f}") -> tuple[list[str], lis
     models = _order(r["settings"]["model"] for r in records)
     defenses = _order(r["settings"]["defense"] for r in records)
     recs = sorted(records, key=lambda r: (attacks.index(attack_label(r)), models.index(r["settings"]["model"]),
-                                          defenses.index(r["settings"]["defense"]), THREAT_ORDER.get(r["settings"]["threat"], 9)))
+                                          defenses.index(r["settings"]["defense"]),
+                                          THREAT_ORDER.get(r["settings"]["threat"], 9)))
     header = ["Attack", "Model", "Defense", "Threat"] + [label(e) for e in eps] + [f"95% CI {label(e)}" for e in eps]
     rows = []
     for r in recs:
         acc = dict(zip(r["eps"], r["accuracy"]))
         ci = {e: stats.ci_text(c, r["n_images"]) for e, c in zip(r["eps"], r["correct"])}
         s = r["settings"]
-        rows.append([attack_label(r), s["model"], s["defense"], s["threat"]] + [fmt.format(acc[e]) if e in acc else "" for e in eps]
+        rows.append([attack_label(r), s["model"], s["defense"], s["threat"]]
+                    + [fmt.format(acc[e]) if e in acc else "" for e in eps]
                     + [ci.get(e, "") for e in eps])
     return header, rows
 
@@ -143,7 +147,8 @@ def msr_records(records: list[dict]) -> list[dict]:
     for r in records:
         if "flipped" not in r or not r.get("clean_correct"):
             continue
-        pairs = [(e, f / r["clean_correct"]) for e, f in zip(r["eps"], r["flipped"]) if e > 0 or r.get("budget") == "l2_bound"]
+        pairs = [(e, f / r["clean_correct"]) for e, f in zip(r["eps"], r["flipped"])
+                 if e > 0 or r.get("budget") == "l2_bound"]
         out.append({**r, "eps": [e for e, _ in pairs], "accuracy": [m for _, m in pairs]})
     return [r for r in out if r["eps"]]
 
@@ -181,7 +186,8 @@ def sequential_table(group: dict, fmt: str = "{:.3f}") -> tuple[list[str], list[
     rows = []
     for n, rs in group.items():
         by_t = {r["settings"]["threat"]: dict(zip(r["eps"], r["accuracy"])) for r in rs}
-        ci_t = {r["settings"]["threat"]: {e: stats.ci_text(c, r["n_images"]) for e, c in zip(r["eps"], r["correct"])} for r in rs}
+        ci_t = {r["settings"]["threat"]: {e: stats.ci_text(c, r["n_images"]) for e, c in zip(r["eps"], r["correct"])}
+                for r in rs}
         clean_t = next((t for t, a in by_t.items() if 0.0 in a), None)
         row = [str(n), "" if clean_t is None else fmt.format(by_t[clean_t][0.0])]
         cis = ["" if clean_t is None else ci_t[clean_t][0.0]]
@@ -207,14 +213,15 @@ def plot_grid(records: list[dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     defenses = _order(r["settings"]["defense"] for r in records)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for r in sorted(records, key=lambda r: (defenses.index(r["settings"]["defense"]), THREAT_ORDER.get(r["settings"]["threat"], 9))):
+    for r in sorted(records, key=lambda r: (defenses.index(r["settings"]["defense"]),
+                                            THREAT_ORDER.get(r["settings"]["threat"], 9))):
         s = r["settings"]
         xs = [e * 255 for e in r["eps"]]
         order = sorted(range(len(xs)), key=xs.__getitem__)
         ys, yerr = _errorbars(r, order)
         worst = bool(r.get("worst_case"))
-        ax.errorbar([xs[i] for i in order], ys, yerr=yerr, fmt=LINESTYLE.get(s["threat"], "-"), marker="o", ms=3, capsize=2,
-                    lw=2.5 if worst else 1.2, color=colors[defenses.index(s["defense"]) % len(colors)],
+        ax.errorbar([xs[i] for i in order], ys, yerr=yerr, fmt=LINESTYLE.get(s["threat"], "-"), marker="o", ms=3,
+                    capsize=2, lw=2.5 if worst else 1.2, color=colors[defenses.index(s["defense"]) % len(colors)],
                     label=f"{s['defense']} ({W.WORST if worst else s['threat']})")
     ax.set_xlabel("eps (x/255)")
     ax.set_ylabel("accuracy")
@@ -230,8 +237,8 @@ def plot_grid(records: list[dict], path: Path, title: str) -> None:
 def _errorbars(r: dict, order: list[int]):
     ys, lo, hi = [], [], []
     for i in order:
-        a, (l, h) = r["accuracy"][i], stats.wilson(r["correct"][i], r["n_images"])
-        ys.append(a), lo.append(max(0.0, a - l)), hi.append(max(0.0, h - a))
+        a, (low, high) = r["accuracy"][i], stats.wilson(r["correct"][i], r["n_images"])
+        ys.append(a), lo.append(max(0.0, a - low)), hi.append(max(0.0, high - a))
     return ys, [lo, hi]
 
 
@@ -256,10 +263,11 @@ def plot_sequential(group: dict, path: Path, title: str) -> None:
                     ys.append(float("nan")), lo.append(0.0), hi.append(0.0)
                     continue
                 j = r["eps"].index(e)
-                a, (l, h) = r["accuracy"][j], stats.wilson(r["correct"][j], r["n_images"])
-                ys.append(a), lo.append(max(0.0, a - l)), hi.append(max(0.0, h - a))
-            ax.errorbar(ns, ys, yerr=[lo, hi], fmt=LINESTYLE.get(t, "-"), marker="o", ms=3, capsize=2, lw=2.5 if t == "all" else 1.2,
-                        color=colors[i % len(colors)], label=f"{W.WORST if t == 'all' else t} {eps_label(e)}")
+                a, (low, high) = r["accuracy"][j], stats.wilson(r["correct"][j], r["n_images"])
+                ys.append(a), lo.append(max(0.0, a - low)), hi.append(max(0.0, high - a))
+            ax.errorbar(ns, ys, yerr=[lo, hi], fmt=LINESTYLE.get(t, "-"), marker="o", ms=3, capsize=2,
+                        lw=2.5 if t == "all" else 1.2, color=colors[i % len(colors)],
+                        label=f"{W.WORST if t == 'all' else t} {eps_label(e)}")
     ax.set_xlabel("N (sequential rounds)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -306,7 +314,8 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
                 md += ["L2 attacks: columns are L2 budgets (per-image norm over all pixels, pixel units).", ""]
             if budget == "l2_bound":
                 md += ["Minimum-norm attacks: an image counts as broken at bound b only if the attack fooled the "
-                       "defended model with a perturbation of L2 norm <= b (pixel units); otherwise its clean prediction counts.", ""]
+                       "defended model with a perturbation of L2 norm <= b (pixel units); "
+                       "otherwise its clean prediction counts.", ""]
             md += [_md(header, _blank_repeats(body, 4)), ""]
             suffix = {"l2_bound": "_l2", "l2": "_l2ball"}.get(budget, "")
             (out / f"table_{_slug(ds)}{suffix}.csv").write_text(_csv(header, body))
@@ -314,7 +323,8 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
             md += [f"Adaptive suite rows (threat {SUITE}): {SUITE_SEMANTICS}.", ""]
         skipped = skipped_unreadable(recs)
         md += [*skipped, ""] if skipped else []
-        mine = [g for g in groups if any((r.get("experiment") or "") == exp and r["settings"]["dataset"] == dataset for r in g.records)]
+        mine = [g for g in groups
+                if any((r.get("experiment") or "") == exp and r["settings"]["dataset"] == dataset for r in g.records)]
         md += worst_sections(mine) + checks.section(mine, out)
         if msr and msr_records(recs):
             header, body = grid_table(msr_records(recs))
@@ -322,7 +332,8 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
                    "on the clean input whose label the attack flipped.", "", _md(header, _blank_repeats(body, 4)), ""]
             (out / f"msr_{_slug(ds)}.csv").write_text(_csv(header, body))
         md += [f"Per-image time over all eps of a cell: median {pis[len(pis) // 2]:.3f} s "
-               f"(min {pis[0]:.3f}, max {pis[-1]:.3f}) on {recs[0].get('devices')} {recs[0].get('platform')} device(s).", ""]
+               f"(min {pis[0]:.3f}, max {pis[-1]:.3f}) "
+               f"on {recs[0].get('devices')} {recs[0].get('platform')} device(s).", ""]
         for k, group in sequential_groups(recs).items():
             _, model, attack, base = k
             header, body = sequential_table(group)
@@ -337,13 +348,15 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
         if plots:
             combos = _order((r["settings"]["model"], attack_label(r)) for r in recs if not r.get("worst_case"))
             for model, attack in combos:
-                sub = [r for r in recs if r["settings"]["model"] == model and (attack_label(r) == attack or r.get("worst_case"))
+                sub = [r for r in recs
+                       if r["settings"]["model"] == model and (attack_label(r) == attack or r.get("worst_case"))
                        and not _SEQ.match(r["settings"]["defense"]) and r.get("budget", "linf") == "linf"]
                 if not sub:
                     continue
                 name = _slug("acc_vs_eps", ds, model, attack)
                 plot_grid(sub, plot_dir / f"{name}.png", f"{title}: {model}, {attack}")
-                md += [f"![{name}](plots/{name}.png)", "", "(solid = oblivious, dashed = through, dotted = bpda, dash-dot = eot)", ""]
+                md += [f"![{name}](plots/{name}.png)", "",
+                       "(solid = oblivious, dashed = through, dotted = bpda, dash-dot = eot)", ""]
     text = "\n".join(md)
     (out / "report.md").write_text(text)
     return text
@@ -367,12 +380,14 @@ def worst_sections(groups: list) -> list[str]:
                     continue
                 t = stats.paired(c, w)
                 rows.append([budget_label(e, budget), W.cell_label(r), f"{c.mean():.3f}", f"{w.mean():.3f}",
-                             str(t["only_a"]), f"{t['p']:.3g}", "within noise" if t["within_noise"] else "weaker than worst case"])
+                             str(t["only_a"]), f"{t['p']:.3g}",
+                             "within noise" if t["within_noise"] else "weaker than worst case"])
             md += [f"Worst case {model} / {defense} at {budget_label(e, budget)}: "
                    f"{int(w.sum())}/{n} images robust; broken first by {first}.", ""]
         if rows:
             md += [f"### Paired comparison with the worst case: {model}, {defense}", "",
-                   _md(["eps", "cell", "accuracy", "worst case", "images only this cell missed", "McNemar p", "verdict"], rows), ""]
+                   _md(["eps", "cell", "accuracy", "worst case", "images only this cell missed", "McNemar p",
+                        "verdict"], rows), ""]
     return md
 
 

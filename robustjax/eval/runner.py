@@ -116,7 +116,8 @@ class Runner:
         label = (lambda e: f"{e:.4g}") if rec["budget"] != "linf" else (lambda e: f"{e * 255:g}/255")
         acc = ", ".join(f"{label(e)}: {a:.3f}" for e, a in zip(rec["eps"], rec["accuracy"]))
         t = rec["timing"]
-        self.log(f"    {cell.defense}: accuracy {acc}  ({t['per_image_s']:.3f} s/image, compile {t['compile_s']:.1f} s)")
+        self.log(f"    {cell.defense}: accuracy {acc}  "
+                 f"({t['per_image_s']:.3f} s/image, compile {t['compile_s']:.1f} s)")
 
     def _context(self, name: str, batch: int | None) -> Context:
         """Load model ``name`` and the evaluated images once per model."""

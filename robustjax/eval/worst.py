@@ -50,7 +50,8 @@ class Group:
 
 def _group_key(rec: dict) -> tuple:
     s = rec["settings"]
-    return (s["dataset"], s["model"], s.get("head"), s["defense"], rec.get("budget", "linf"), s.get("images"), rec["n_images"])
+    return (s["dataset"], s["model"], s.get("head"), s["defense"], rec.get("budget", "linf"), s.get("images"),
+            rec["n_images"])
 
 
 def groups(records: list[dict], out) -> list[Group]:
@@ -104,7 +105,8 @@ def records(gs: list[Group]) -> list[dict]:
             out.append({
                 "key": "worst-" + hashlib.sha256(repr((g.key, exp)).encode()).hexdigest()[:12], "worst_case": True,
                 "experiment": exp, "n_images": n, "budget": budget, "eps": g.eps, "correct": correct,
-                "accuracy": [c / n for c in correct], "broke_first": g.broke_first, "cells": [cell_label(r) for r in g.records],
+                "accuracy": [c / n for c in correct], "broke_first": g.broke_first,
+                "cells": [cell_label(r) for r in g.records],
                 "settings": {"dataset": dataset, "model": model, "head": head, "defense": defense, "attack": WORST,
                              "hparams": {}, "threat": "all", "images": images},
                 "timing": {"per_image_s": 0.0}, "devices": first.get("devices"), "platform": first.get("platform"),
