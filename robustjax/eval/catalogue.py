@@ -8,11 +8,15 @@ drift from what the code accepts. A usage line is ``"NAME[:options]: what it is"
 from __future__ import annotations
 
 from robustjax.attacks.threat import THREATS
+from robustjax.eval import autoattack
 from robustjax.eval.plan import SUITE
 
 # The adaptive suite is dispatched by the runner, not registered as an attack; its line lives here.
 ADAPTIVE_USAGE = (f"{SUITE}: AutoAttack-style suite of (attack, threat) members, best adversarial per image, "
                   "compute only on images still standing; members set in a config (docs/evaluation.md)")
+AUTOATTACK_USAGE = (f"{autoattack.NAME}[:version=standard|plus|rand][:norm=linf|l2]: AutoAttack's versions "
+                    "(Croce & Hein 2020) as suites, AutoAttack's members and settings, one cell per defense and threat "
+                    "model")
 THREAT_USAGES = {
     "oblivious": "oblivious: the attacker differentiates the bare classifier; scored behind the defense",
     "through": "through: the attacker differentiates classifier + defense (the codec's surrogate gradient)",
@@ -47,7 +51,7 @@ def sections(components=None) -> dict[str, list[str]]:
     out = {"dataset": data.usages(), "threat": threat_usages()}
     if components is None:
         out["model"] = models.usages()
-        out["attack"] = attacks.REGISTRY.usages() + [ADAPTIVE_USAGE]
+        out["attack"] = attacks.REGISTRY.usages() + [ADAPTIVE_USAGE, AUTOATTACK_USAGE]
     else:
         out["model"] = components.model_names() or ["(registry lists none)"]
         out["attack"] = components.attack_names() or ["(registry lists none)"]

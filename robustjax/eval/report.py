@@ -36,10 +36,10 @@ _SEQ = re.compile(r"^seq:(\d+):(.+)$")
 
 def budget_label(e: float, budget: str = "linf") -> str:
     """A column label for budget ``e`` of a record's ``budget`` kind: ``8/255`` (L-inf), ``L2 0.5``
-    (an L2 ball), ``L2<=0.5`` (an L2 bound on a minimum-norm attack's perturbation)."""
+    (an L2 ball; ``L1 5`` an L1 ball), ``L2<=0.5`` (an L2 bound on a minimum-norm attack's perturbation)."""
     if budget == "l2_bound":
         return f"L2<={e:g}"
-    return f"L2 {e:g}" if budget == "l2" and e else eps_label(e)
+    return f"{budget.upper()} {e:g}" if budget in ("l2", "l1") and e else eps_label(e)
 
 
 def eps_label(e: float) -> str:
@@ -319,8 +319,9 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
             md += [_md(header, _blank_repeats(body, 4)), ""]
             suffix = {"l2_bound": "_l2", "l2": "_l2ball"}.get(budget, "")
             (out / f"table_{_slug(ds)}{suffix}.csv").write_text(_csv(header, body))
-        if any(r["settings"]["threat"] == SUITE for r in recs):
-            md += [f"Adaptive suite rows (threat {SUITE}): {SUITE_SEMANTICS}.", ""]
+        if any(r.get("suite") for r in recs):
+            md += [f"Suite rows (the adaptive suite, threat {SUITE}; AutoAttack versions): {SUITE_SEMANTICS}.", ""]
+            md += suite_logs(recs)
         skipped = skipped_unreadable(recs)
         md += [*skipped, ""] if skipped else []
         mine = [g for g in groups
@@ -360,6 +361,32 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
     text = "\n".join(md)
     (out / "report.md").write_text(text)
     return text
+
+
+def suite_logs(records: list[dict]) -> list[str]:
+    """Markdown: per suite cell, its version line (AutoAttack) and, per budget, the robust accuracy
+    after each member, as AutoAttack's log gives it (members attack only the images still standing;
+    with nested budgets the first member starts from the images no smaller budget broke)."""
+    md = []
+    for r in records:
+        if not r.get("suite"):
+            continue
+        s, n = r["settings"], r["n_images"]
+        md += [f"#### Suite log: {s['model']} / {s['defense']} / {attack_label(r)} ({s['threat']})", ""]
+        if r.get("autoattack"):
+            md += [r["autoattack"] + ".", ""]
+        md += [f"- clean: {r['clean_correct'] / n:.3f} ({r['clean_correct']}/{n})"]
+        attacked = [e for e in r["eps"] if e > 0]
+        for j, e in enumerate(attacked):
+            steps = []
+            for m in r["suite"]:
+                if m["attacked"][j]:
+                    left = m["attacked"][j] - m["broken"][j]
+                    steps.append(f"after {m['member']}: {left / n:.3f} ({m['broken'][j]} broken)")
+            label = budget_label(e, r.get("budget", "linf"))
+            md += [f"- {label}: " + ("; ".join(steps) if steps else "no image left to attack")]
+        md += [""]
+    return md
 
 
 def worst_sections(groups: list) -> list[str]:

@@ -33,10 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax import data as rdata
-from robustjax.eval import autoattack
+from robustjax.eval import autoattack, records
 from robustjax.eval import precision as _precision
 from robustjax.eval import program as P
-from robustjax.eval import records
 from robustjax.eval.context import Context
 from robustjax.eval.partial import PartialCell, resume_point
 from robustjax.eval.plan import SUITE, SUITE_SEMANTICS, Job
