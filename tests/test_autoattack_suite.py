@@ -31,7 +31,8 @@ def test_versions_are_autoattacks_member_lists_per_defense_and_threat(tmp_path):
                    ("autoattack:version=plus", "through", ("quant:8",), plus),
                    ("autoattack:version=plus", "bpda", ("quant:8",), plus)]
     fab_t = plan.jobs[1].members[2]
-    assert fab_t.threat == "through" and fab_t.attack.kwargs == {"norm": "l2", "restarts": 1, "steps": 100, "targets": 9}
+    assert fab_t.threat == "through"
+    assert fab_t.attack.kwargs == {"norm": "l2", "restarts": 1, "steps": 100, "targets": 9}
     square = plan.jobs[1].members[3].attack.kwargs
     assert square == {"norm": "l2", "p_init": 0.8, "queries": 5000, "restarts": 1, "rescale_schedule": False}
     assert [m.attack.kwargs["restarts"] for m in plan.jobs[4].members] == [5, 5, 5, 1, 1, 1]
@@ -39,7 +40,8 @@ def test_versions_are_autoattacks_member_lists_per_defense_and_threat(tmp_path):
 
 
 def test_rand_runs_eot_over_twenty_draws_and_has_no_bpda_form(tmp_path):
-    c = base_cfg(tmp_path, defenses=["noise:8"], threats=["through"], attacks=[{"name": "autoattack", "version": "rand"}])
+    c = base_cfg(tmp_path, defenses=["noise:8"], threats=["through"],
+                 attacks=[{"name": "autoattack", "version": "rand"}])
     (job,) = resolve(c, real_components()).jobs
     assert [m.label for m in job.members] == ["apgd-ce:norm=linf:restarts=1:steps=100@eot[20]",
                                               "apgd-dlr:norm=linf:restarts=1:steps=100@eot[20]"]
@@ -70,7 +72,8 @@ def test_standard_version_runs_as_a_suite_and_states_its_settings(tmp_path, monk
     recs = Runner(c, real_components(), progress=False).run()
     aa = next(r for r in recs if r["settings"]["attack"] == "autoattack")
     grid = next(r for r in recs if r["settings"]["attack"] == "ifgsm" and r["settings"]["threat"] == "bpda")
-    assert aa["settings"]["threat"] == "bpda" and aa["autoattack"].startswith("AutoAttack standard, norm linf: apgd-ce(")
+    assert aa["settings"]["threat"] == "bpda"
+    assert aa["autoattack"].startswith("AutoAttack standard, norm linf: apgd-ce(")
     assert [m["member"].split(":")[0] for m in aa["suite"]] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert aa["correct"][0] == grid["correct"][0] and aa["correct"][2] < aa["correct"][0]  # it broke images
     text = report.render(c.out, plots=False)

@@ -7,8 +7,8 @@ theirs the PyTorch network) and real CIFAR-10 test images (JPEG q75 copies), dra
   at L2 0.1 within 2 images, and the median norm of the perturbations found within 5%. torchattacks runs with no
   effective budget (eps 1e10) and its accuracy at a budget is read off its norms: with one run eps only thresholds
   the result (checked point for point in test_fab_unit.py). About 3 min per norm on 2 cores, mostly torchattacks.
-- float64, from the same start, ``ROBUSTJAX_FAB_N64`` images (16 in CI; 32 measured), 10 steps: >= 99% of pixels within 1e-6 of
-  torchattacks' and the same robust accuracy, as the APGD parity test asks, for FAB L-inf, FAB L2 and FAB-T L-inf
+- float64, from the same start, ``ROBUSTJAX_FAB_N64`` images (16 in CI; 32 measured), 10 steps: >= 99% of
+  pixels within 1e-6 of torchattacks' and the same robust accuracy, as the APGD parity test asks, for FAB L-inf, FAB L2 and FAB-T L-inf
   (9 targets). torchattacks' FAB computes in float32 whatever its input (``.float()`` and default-dtype buffers);
   test_fab_unit.torch_float64 makes it float64.
 
