@@ -8,9 +8,9 @@ theirs the PyTorch network) and real CIFAR-10 test images (JPEG q75 copies), dra
   effective budget (eps 1e10) and its accuracy at a budget is read off its norms: with one run eps only thresholds
   the result (checked point for point in test_fab_unit.py). About 3 min per norm on 2 cores, mostly torchattacks.
 - float64, from the same start, ``ROBUSTJAX_FAB_N64`` images (16 in CI; 32 measured), 10 steps: >= 99% of
-  pixels within 1e-6 of torchattacks' and the same robust accuracy, as the APGD parity test asks, for FAB L-inf, FAB L2 and FAB-T L-inf
-  (9 targets). torchattacks' FAB computes in float32 whatever its input (``.float()`` and default-dtype buffers);
-  test_fab_unit.torch_float64 makes it float64.
+  pixels within 1e-6 of torchattacks' and the same robust accuracy, as the APGD parity test asks, for FAB L-inf,
+  FAB L2 and FAB-T L-inf (9 targets). torchattacks' FAB computes in float32 whatever its input (``.float()``
+  and default-dtype buffers); test_fab_unit.torch_float64 makes it float64.
 
 Each test prints its figures (``python -m pytest -n0 -m slow -rP tests/test_fab.py``). L1 has no torchattacks
 run to compare with (its ``perturb`` fails on L1); the L1 projection's optimality is proven in test_fab_unit.py.
