@@ -9,7 +9,7 @@ def test_ci_runs_the_readme_lines_verbatim():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     readme = (ROOT / "README.md").read_text()
     marked = [ci[i + 1] for i, line in enumerate(ci) if line.startswith("# README:")]
-    assert len(marked) == 2, marked  # the install + fast tier line, the slow tier line
+    assert len(marked) == 3, marked  # the install + fast tier line, the slow tier line, the lint line
     for command in marked:
         assert command in readme, f".ci/run runs {command!r}, which the README does not say"
     assert "python -m pytest -m slow" in marked
