@@ -198,8 +198,9 @@ def resolve(cfg, comp: Components) -> Plan:
     probe = max([float(e) for e in cfg.eps if e > 0] or [1 / 255])
     specs = [AttackSpec.from_entry(a) for a in cfg.attacks]
     for spec in specs:
-        if spec.name == autoattack.NAME:
-            autoattack.check(spec.kwargs)
+        if spec.name == autoattack.NAME and autoattack.check(spec.kwargs)[1] == "linf" and probe > 1:
+            raise ValueError(f"eps values must be in [0, 1] for L-inf AutoAttack (pixel units, e.g. 8/255), got "
+                             f"{max(cfg.eps)}")
         if spec.name in (SUITE, autoattack.NAME):
             if cfg.batch_size == "auto":
                 raise ValueError("--batch-size auto is not available for the adaptive suite (its members gather the "
