@@ -1,10 +1,14 @@
 """The experiment runner: ``python -m robustjax.eval`` (see :mod:`robustjax.eval.cli`).
 
-Modules: ``config`` (experiment files + overrides), ``runner`` (the grid: one compiled program per
-cell, eps vmapped, sharded over devices), ``store`` (append-only JSON-lines results), ``report``
-(tables + plots), ``outcomes`` (per-image outcomes: :func:`load_outcomes`), ``partial``
-(per-batch progress inside a cell), ``mesh`` (devices, multi-host); threat models come from
-``robustjax.attacks.threat``.
+Modules, in the order a run uses them: ``config`` (experiment files + overrides), ``plan`` (the
+config resolved once: jobs, suite members, built defenses), ``runner`` (plan -> executor -> store),
+``context`` (what an executor gets), ``grid`` and ``suite`` (the two executors: final iterate with
+the eps grid vmapped; the adaptive suite and AutoAttack's versions, ``autoattack``), ``program``
+(the per-image program bodies), ``records`` (the one record constructor), ``store`` (append-only
+JSON-lines results), ``outcomes`` (per-image outcomes: :func:`load_outcomes`), ``partial``
+(per-batch progress inside a cell), ``mesh`` (devices, multi-host), ``report`` (tables, plots,
+worst case, checks), ``catalogue`` (every valid name); threat models come from
+``robustjax.attacks.threat``, keys from ``robustjax.keys``.
 """
 
 from robustjax.eval.cli import main
