@@ -16,6 +16,15 @@ def seed_key(seed: int) -> jax.Array:
     return jax.random.PRNGKey(int(seed))
 
 
+SCORE_STREAM = 0x5C0E  # folded into an image's key for its scoring draws: a stream no attacker key comes from
+
+
+def score_keys(key: jax.Array, row, draws: int) -> jax.Array:
+    """``draws`` keys for scoring the image at ``row`` under a randomised defense, independent of the
+    defense and attack keys :func:`image_keys` gives the attacker."""
+    return jax.random.split(jax.random.fold_in(jax.random.fold_in(key, row), SCORE_STREAM), draws)
+
+
 def image_keys(key: jax.Array, row) -> tuple[jax.Array, jax.Array]:
     """``(defense key, attack key)`` of the image at ``row`` (traced or concrete int); the defense key
     is also the one the clean prediction is scored with."""

@@ -37,6 +37,8 @@ KEYS = {
     "layout": "report layout hint: 'table' (default) or 'sequential'",
     "plugins": "modules to import before validation; they register models, defenses, datasets (docs/extending.md)",
     "skip_unreadable": "leave out image files that cannot be decoded (default False: an error naming them)",
+    "draws": "scoring draws of a randomised defense (None: 10; deterministic defenses: 1)",
+    "fixed_randomness": "score the attacker's own draw of a randomised defense (the deterministic white-box setting)",
 }
 
 from robustjax.attacks.spec import AttackSpec  # noqa: E402
@@ -70,6 +72,8 @@ def quickstart() -> ml_collections.ConfigDict:
             "layout": "table",
             "plugins": [],
             "skip_unreadable": False,
+            "draws": None,
+            "fixed_randomness": False,
         }
     )
 
@@ -171,6 +175,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "defenses or datasets (docs/extending.md)")
     p.add_argument("--skip-unreadable", action="store_true", default=None,
                    help="leave out image files that cannot be decoded (listed in the results) instead of failing")
+    p.add_argument("--draws", type=int, help="score a randomised defense over this many independent draws (default 10): "
+                   "an image counts as robust only if every draw classifies it correctly")
+    p.add_argument("--fixed-randomness", action="store_true", default=None,
+                   help="score the attacker's own draw of a randomised defense (deterministic white-box), one draw")
 
 
 def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
@@ -213,6 +221,10 @@ def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
         cfg = replace(cfg, plugins=list(dict.fromkeys([*cfg.get("plugins", []), *args.plugin])))
     if getattr(args, "skip_unreadable", None) is not None:
         cfg = replace(cfg, skip_unreadable=args.skip_unreadable)
+    if getattr(args, "draws", None) is not None:
+        cfg = replace(cfg, draws=args.draws)
+    if getattr(args, "fixed_randomness", None) is not None:
+        cfg = replace(cfg, fixed_randomness=args.fixed_randomness)
     return cfg
 
 
@@ -257,5 +269,8 @@ def check_shape(cfg) -> None:
     plugins = cfg.get("plugins", [])
     if isinstance(plugins, str) or not all(isinstance(m, str) and m for m in plugins or []):
         raise ValueError(f"plugins must be a list of module names, got {plugins!r}")
+    from robustjax.eval.scoring import check as check_scoring
+
+    check_scoring(cfg.get("draws"), cfg.get("fixed_randomness", False))
     if not isinstance(cfg.get("skip_unreadable", False), bool):
         raise ValueError(f"skip_unreadable must be True or False, got {cfg.get('skip_unreadable')!r}")

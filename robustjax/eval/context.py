@@ -18,6 +18,7 @@ from robustjax.eval.components import Components
 from robustjax.eval.mesh import BatchMesh
 from robustjax.eval.plan import Cell
 from robustjax.eval.records import fingerprint
+from robustjax.eval.scoring import Scoring
 from robustjax.eval.store import cell_key
 
 
@@ -51,6 +52,11 @@ class Context:
         """The non-zero budgets, in the grid's order."""
         return self.eps[self.eps > 0]
 
+    def scoring(self, defense: str) -> Scoring:
+        """How defense ``defense`` (a spec of the plan) is scored: its draws, fixed randomness or not."""
+        cfg = self.cfg
+        return Scoring.for_defense(self.defenses[defense], cfg.get("draws"), bool(cfg.get("fixed_randomness", False)))
+
     def seed_key(self):
         return rkeys.seed_key(int(self.cfg.seed))
 
@@ -74,6 +80,8 @@ class Context:
         if cell.threat == "eot":
             s["eot_samples"] = int(cfg.eot_samples)
         s.update(_precision.settings(self.precision))  # non-default precisions enter the cell key
+        if getattr(self.defenses[cell.defense], "randomised", False):  # how a randomised defense is scored
+            s.update(self.scoring(cell.defense).settings())
         return s
 
     def key(self, cell: Cell) -> str:
