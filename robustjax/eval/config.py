@@ -175,8 +175,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "defenses or datasets (docs/extending.md)")
     p.add_argument("--skip-unreadable", action="store_true", default=None,
                    help="leave out image files that cannot be decoded (listed in the results) instead of failing")
-    p.add_argument("--draws", type=int, help="score a randomised defense over this many independent draws (default 10): "
-                   "an image counts as robust only if every draw classifies it correctly")
+    p.add_argument("--draws", type=int,
+                   help="score a randomised defense over this many independent draws (default 10): an image counts "
+                   "as robust only if every draw classifies it correctly")
     p.add_argument("--fixed-randomness", action="store_true", default=None,
                    help="score the attacker's own draw of a randomised defense (deterministic white-box), one draw")
 
