@@ -19,6 +19,7 @@ from robustjax.eval import load_outcomes
 from robustjax.eval import program as P
 from robustjax.eval.plan import Member
 from robustjax.eval.runner import Runner
+from robustjax.eval.scoring import Scoring
 from robustjax.keys import image_keys, seed_key
 from tests.eval_standins import components, get_defense, tiny_classifier
 from tests.test_eval_runner import cfg as base_cfg
@@ -49,12 +50,13 @@ def _tracked_vs_own(spec, eps, threat):
         return A.get(member.attack.name, eps=e, **member.attack.kwargs)
 
     rng = np.random.default_rng(0)
-    B, index = 6, 3
+    B = 6
     x = jnp.asarray(rng.uniform(0, 1, (B, 32, 32, 3)), jnp.float64)
     y = jnp.asarray(rng.integers(0, 10, B), jnp.int32)
     rows = jnp.arange(10, 10 + B, dtype=jnp.int32)
     key = seed_key(0)
-    advance = jax.jit(P.tracked_program(f, defense, member, make, 8, index, early_stop=False))
+    advance = jax.jit(P.tracked_program(f, defense, member, make, 8, early_stop=False,
+                                        scoring=Scoring(fixed=True)))  # scored on the attacker's draw
     leaves = P.state_shapes(f, defense, member, make, 8, (32, 32, 3), eps, jnp.float64)
     state = jax.tree.map(lambda a: jnp.zeros((B, *a.shape), a.dtype), leaves)
     found, pred = jnp.full(B, -1, jnp.int32), jnp.zeros(B, jnp.int32)

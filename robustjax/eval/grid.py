@@ -19,7 +19,7 @@ from robustjax import data as rdata
 from robustjax.eval import batching as _batching
 from robustjax.eval import precision as _precision
 from robustjax.eval import program as P
-from robustjax.eval import records
+from robustjax.eval import records, scoring
 from robustjax.eval.context import Context
 from robustjax.eval.partial import PartialCell, resume_point
 from robustjax.eval.plan import Job
@@ -55,9 +55,9 @@ def _compile(ctx: Context, job: Job, f, batch: int):
         return comp.get_attack(job.attack.name, eps=e, **kwargs)
 
     program = P.grid_program(f, [ctx.defenses[d] for d in job.defenses], make_attack, job.threat, len(ctx.attacked),
-                             int(ctx.cfg.eot_samples), minimum_norm)
+                             int(ctx.cfg.eot_samples), minimum_norm, [ctx.scoring(d) for d in job.defenses])
     program = _precision.program(program, ctx.precision)
-    jitted = jax.jit(program, in_shardings=(rep, dat, dat, rep, dat, rep), out_shardings=(rep,) * 5)
+    jitted = jax.jit(program, in_shardings=(rep, dat, dat, rep, dat, rep), out_shardings=(rep,) * 7)
     S = ctx.resize.size
     t0 = time.perf_counter()
     compiled = jitted.lower(
@@ -99,6 +99,7 @@ def _run(ctx: Context, job: Job, batch: int | None, state: dict) -> list[tuple[d
         key = jax.device_put(ctx.seed_key(), mesh.replicated)
         eps = jax.device_put(ctx.attacked, mesh.replicated)
         progress = bar(n - start * batch) if ctx.progress else None
+        draws = [ctx.scoring(d).draws for d in job.defenses]
         writer = mesh.process_index == 0
         pending = None
         t0 = time.perf_counter()
@@ -107,7 +108,7 @@ def _run(ctx: Context, job: Job, batch: int | None, state: dict) -> list[tuple[d
             out, b, count = pending
             got = [np.asarray(o) for o in out]
             for k in range(D):
-                arr = _batch_arrays(got, k, count)
+                arr = _batch_arrays(got, k, count, draws[k])
                 if writer:
                     parts[k].save(b, arr)
                 loaded[k].append(arr)
@@ -141,14 +142,22 @@ def _run(ctx: Context, job: Job, batch: int | None, state: dict) -> list[tuple[d
     for k in range(D):
         arr = records.cell_arrays(loaded[k], np.asarray(cfg.eps, np.float64), labels, ds.ids, minimum_norm,
                                   grad=job.threat in ("through", "eot"))
+        scored = {}
+        if getattr(ctx.defenses[job.defenses[k]], "randomised", False):  # how it was scored, named in the record
+            scored = ctx.scoring(job.defenses[k]).settings()
+        if "pred_draws" in arr:  # over several draws: majority, single-draw and per-draw figures beside
+            scored.update(scoring.summary(arr["pred_draws"], labels))
         results.append((records.record(arr, timing=timing, budget=budget(ctx, job), batch=batch,
-                                       precision=ctx.precision, mesh=mesh.describe(), **extra), arr))
+                                       precision=ctx.precision, mesh=mesh.describe(), **extra, **scored), arr))
     return results
 
 
-def _batch_arrays(got, k: int, count: int) -> dict:
+def _batch_arrays(got, k: int, count: int, draws: int = 1) -> dict:
     """Defense ``k``'s per-image outputs of one batch's program result, real rows only (the first
-    ``count`` rows: padding is at the end of a global batch)."""
-    clean_pred, adv_pred, step, norm, grad_norm = got
-    return {"clean_pred": clean_pred[k, :count], "adv_pred": adv_pred[:, k, :count], "step": step[:, k, :count],
-            "norm": norm[:count], "grad_norm": grad_norm[:count]}
+    ``count`` rows: padding is at the end of a global batch); its ``draws`` scoring draws when more than one."""
+    clean_pred, adv_pred, step, norm, grad_norm, clean_draws, adv_draws = got
+    out = {"clean_pred": clean_pred[k, :count], "adv_pred": adv_pred[:, k, :count], "step": step[:, k, :count],
+           "norm": norm[:count], "grad_norm": grad_norm[:count]}
+    if draws > 1:
+        out.update(clean_draws=clean_draws[k, :draws, :count], adv_draws=adv_draws[:, k, :draws, :count])
+    return out

@@ -16,7 +16,9 @@ A cell's file holds (N images, E budgets of the grid, eps 0 included):
 - ``grad_norm`` (N,) float32 (through and eot cells with a budget > 0): the L2 norm of the attacker view's input
   gradient of the cross-entropy at the clean image (a near-zero share flags masked gradients);
 - minimum-norm attacks only: ``norm`` (N,) float32, the L2 norm of the perturbation found, and
-  ``fooled`` (N,) bool, whether that perturbation fooled the defended model.
+  ``fooled`` (N,) bool, whether that perturbation fooled the defended model;
+- randomised defenses scored over K > 1 draws only: ``pred_draws`` (E, K, N) int32, every draw's
+  prediction (``pred`` is the all-draws criterion: the label only where every draw is correct).
 
 Files are written deterministically (fixed zip timestamps, sorted members) and atomically (a
 temporary file renamed into place), so two runs of the same cell give byte-identical files.
@@ -77,7 +79,7 @@ def read(out, key: str) -> dict | None:
 
 
 COLUMNS = ["key", "experiment", "dataset", "model", "defense", "attack", "threat", "budget", "row", "id", "label",
-           "clean_pred", "clean_correct", "eps", "pred", "correct", "broken", "step", "norm"]
+           "clean_pred", "clean_correct", "eps", "pred", "correct", "broken", "step", "norm", "correct_share"]
 
 
 def load_outcomes(out: str | os.PathLike):
@@ -86,7 +88,9 @@ def load_outcomes(out: str | os.PathLike):
 
     ``correct``: the defended model's prediction at that budget equals the label; ``broken``: the
     image was classified correctly clean and is not at that budget (so eps 0 is never broken);
-    ``step`` -1 where not reported; ``norm`` NaN except for minimum-norm attacks. ``attack`` is
+    ``step`` -1 where not reported; ``norm`` NaN except for minimum-norm attacks; ``correct_share``
+    the share of a randomised defense's scoring draws that classified the image correctly (``correct``
+    is the all-draws criterion: share 1; a deterministic defense's share is 1 or 0). ``attack`` is
     the attack with its hyper-parameters (``pgd:steps=20``). Records without an outcome file (none
     are written before store format 2) are left out. Raises FileNotFoundError when ``out`` holds no
     results store.
@@ -128,6 +132,10 @@ def _frame(rec: dict, arr: dict):
     clean_correct = arr["clean_pred"] == label
     correct = pred == label[None, :]
     norm = arr["norm"] if "norm" in arr else np.full(N, np.nan, np.float32)
+    if "pred_draws" in arr:
+        share = (arr["pred_draws"] == label[None, None, :]).mean(axis=1)  # (E, N)
+    else:
+        share = (pred == label[None, :]).astype(np.float64)
     return pd.DataFrame({
         "key": rec["key"], "experiment": rec.get("experiment"), "dataset": s["dataset"], "model": s["model"],
         "defense": s["defense"], "attack": attack, "threat": s["threat"], "budget": rec.get("budget", "linf"),
@@ -135,5 +143,5 @@ def _frame(rec: dict, arr: dict):
         "clean_pred": np.tile(arr["clean_pred"], E), "clean_correct": np.tile(clean_correct, E),
         "eps": np.repeat(eps, N), "pred": pred.reshape(-1), "correct": correct.reshape(-1),
         "broken": (clean_correct[None, :] & ~correct).reshape(-1), "step": arr["step"].reshape(-1),
-        "norm": np.tile(norm.astype(np.float64), E),
+        "norm": np.tile(norm.astype(np.float64), E), "correct_share": share.reshape(-1),
     })

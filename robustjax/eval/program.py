@@ -10,6 +10,7 @@ argument (``params``), placed on the devices once per model rather than baked in
 from __future__ import annotations
 
 import copy
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ from robustjax.attacks.base import l2_norms, loss_grad
 from robustjax.attacks.iterative import advance, is_iterative, point
 from robustjax.attacks.threat import attacker_view
 from robustjax.eval.components import accepts_key
+from robustjax.eval.scoring import Scoring, draw_preds, representative
 from robustjax.keys import image_keys
 
 
@@ -35,11 +37,6 @@ def with_state(f, state):
     return g
 
 
-def scorer(f, defense, dkey):
-    """``images (N, ...) -> (N,) int32``: the defended model's classes ``argmax f(d(x, dkey))``."""
-    return lambda xs: jnp.argmax(f(defense(xs, dkey)), axis=-1).astype(jnp.int32)
-
-
 def attack_with_step(attack, view, x, y, key):
     """``(x_adv, step[B] int32)``: an attack with a ``run`` method reporting ``iteration`` (APGD) or
     ``queries`` (Square) gives its first fooling evaluation; any other attack -1."""
@@ -53,9 +50,11 @@ def attack_with_step(attack, view, x, y, key):
     return x_adv, jnp.full((x.shape[0],), -1, jnp.int32)
 
 
-def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_samples: int, minimum_norm: bool = False):
+def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_samples: int, minimum_norm: bool = False,
+                 scorings=None):
     """``program(params, x, y, key, rows, eps) -> (clean_pred[D, B], adv_pred[E, D, B], step[E, D, B],
-    norm[B], grad_norm[B])`` for one grid job: its attack's final iterate at each budget.
+    norm[B], grad_norm[B], clean_draws[D, K, B], adv_draws[E, D, K, B])`` for one grid job: its
+    attack's final iterate at each budget.
 
     ``x`` (B,S,S,3) in [0,1], ``y`` (B,) int, ``rows`` (B,) int32 the images' positions in the
     evaluated set, ``eps`` (E,) the non-zero budgets, traced and vmapped (one compilation serves
@@ -63,11 +62,15 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
     ``defenses``: the D defenses the adversarial examples are scored under, always as the defended
     model ``f(d(x_adv))``; the attacker's view (``threat``) differentiates the first.
 
-    Outputs: ``clean_pred`` the defended model's class on the clean images; ``adv_pred`` its class at
-    each budget; ``step`` the attack's first fooling evaluation where it reports one (-1 otherwise
-    and where not broken); ``norm`` the L2 norm of the perturbation (minimum-norm attacks, else 0);
-    ``grad_norm`` the L2 norm of the attacker view's cross-entropy gradient at the clean image
-    (through and eot only, else 0), for the gradient-masking check.
+    ``scorings``: per defense its :class:`robustjax.eval.scoring.Scoring` (None: one draw each, the
+    scoring draws independent of the attacker's); ``K`` the largest draw count (a defense of fewer
+    draws repeats its last). Outputs: ``clean_pred`` the defended model's class on the clean images
+    and ``adv_pred`` at each budget, under the all-draws criterion
+    (:func:`robustjax.eval.scoring.representative`: the label only if every draw is correct), and
+    ``clean_draws`` / ``adv_draws`` every draw's class; ``step`` the attack's first fooling evaluation
+    where it reports one (-1 otherwise and where not broken); ``norm`` the L2 norm of the perturbation
+    (minimum-norm attacks, else 0); ``grad_norm`` the L2 norm of the attacker view's cross-entropy
+    gradient at the clean image (through and eot only, else 0), for the gradient-masking check.
 
     ``minimum_norm`` (CW, DeepFool): the attack runs once, without a budget; ``eps`` are L2 bounds in
     pixel units: an image counts as broken at bound b only if the attack fooled the defended model
@@ -75,28 +78,38 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
     protocol, as ``robustjax.attacks.l2_bounded_accuracy``).
     """
     D = len(defenses)
+    scorings = list(scorings) if scorings is not None else [Scoring()] * D
+    K = max(s.draws for s in scorings)
 
     def program(params, x, y, key, rows, eps):
         g = with_state(f, params)
 
         def per_image(xi, yi, row):
-            out = body(g, xi[None], yi[None], *image_keys(key, row), eps)
+            dkey, akey = image_keys(key, row)
+            skeys = [s.keys(key, row, dkey) for s in scorings]
+            out = body(g, xi[None], yi[None], dkey, akey, skeys, eps)
             return jax.tree.map(lambda a: a[..., 0], out)
 
-        clean_pred, adv_pred, step, norm, grad_norm = jax.vmap(per_image)(x, y, rows)  # image axis first
-        return clean_pred.T, jnp.moveaxis(adv_pred, 0, -1), jnp.moveaxis(step, 0, -1), norm, grad_norm
+        clean_pred, adv_pred, step, norm, grad_norm, clean_draws, adv_draws = jax.vmap(per_image)(x, y, rows)
+        move = functools.partial(jnp.moveaxis, source=0, destination=-1)  # image axis last
+        return (clean_pred.T, move(adv_pred), move(step), norm, grad_norm, move(clean_draws), move(adv_draws))
 
-    def body(g, x, y, dkey, akey, eps):
+    def body(g, x, y, dkey, akey, skeys, eps):
         B = x.shape[0]
 
-        def preds(xs):  # (D, B) int32
-            return jnp.stack([scorer(g, d, dkey)(xs) for d in defenses])
+        def preds(xs):  # (D, B) int32 under the all-draws criterion, and every draw (D, K, B)
+            draws = []
+            for d, keys in zip(defenses, skeys):
+                dr = draw_preds(g, d, keys, xs)
+                draws.append(jnp.concatenate([dr, jnp.repeat(dr[-1:], K - dr.shape[0], axis=0)]))
+            draws = jnp.stack(draws)
+            return jax.vmap(lambda dr: representative(dr, y))(draws), draws
 
-        clean_pred = preds(x)
+        clean_pred, clean_draws = preds(x)
         zeros = jnp.zeros((B,), jnp.float32)
         if n_attacked == 0:
             none = jnp.zeros((0, D, B), jnp.int32)
-            return clean_pred, none, none, zeros, zeros
+            return clean_pred, none, none, zeros, zeros, clean_draws, jnp.zeros((0, D, K, B), jnp.int32)
         view = attacker_view(threat, g, defenses[0], dkey, eot_samples)
         grad_norm = l2_norms(loss_grad(view, x, y)).astype(jnp.float32) if threat in ("through", "eot") else zeros
 
@@ -107,41 +120,57 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
             x_adv, step = attack_with_step(make_attack(), view, x, y, akey)
             norm = l2_norms(x_adv - x)
             within = norm[None, :] <= eps[:, None]  # (E, B)
-            pred = jnp.where(within[:, None, :], preds(x_adv)[None], clean_pred[None])  # (E, D, B)
-            return clean_pred, pred, jax.vmap(lambda p: broken_step(p, step))(pred), norm.astype(jnp.float32), grad_norm
+            adv, adv_draws = preds(x_adv)
+            pred = jnp.where(within[:, None, :], adv[None], clean_pred[None])  # (E, D, B)
+            draws = jnp.where(within[:, None, None, :], adv_draws[None], clean_draws[None])  # (E, D, K, B)
+            step = jax.vmap(lambda p: broken_step(p, step))(pred)
+            return clean_pred, pred, step, norm.astype(jnp.float32), grad_norm, clean_draws, draws
 
         def one(e):
             x_adv, step = attack_with_step(make_attack(e), view, x, y, akey)
-            pred = preds(x_adv)
-            return pred, broken_step(pred, step)
+            pred, draws = preds(x_adv)
+            return pred, broken_step(pred, step), draws
 
-        adv_pred, step = jax.vmap(one)(eps)
-        return clean_pred, adv_pred, step, zeros, grad_norm
+        adv_pred, step, adv_draws = jax.vmap(one)(eps)
+        return clean_pred, adv_pred, step, zeros, grad_norm, clean_draws, adv_draws
 
     return program
 
 
-def clean_program(f, defense):
-    """``program(params, x, key, rows) -> clean_pred[B]``: the defended model's classes on the clean
-    images, with the grid's defense draws (the suite's clean figures equal the grid's)."""
+def clean_program(f, defense, scoring=None):
+    """``program(params, x, y, key, rows) -> clean_pred[B]``: the defended model's classes on the clean
+    images under the all-draws criterion, with the grid's scoring draws (the suite's clean figures
+    equal the grid's)."""
+    scoring = scoring or Scoring()
 
-    def program(params, x, key, rows):
+    def program(params, x, y, key, rows):
         g = with_state(f, params)
-        return jax.vmap(lambda xi, row: scorer(g, defense, image_keys(key, row)[0])(xi[None])[0])(x, rows)
+
+        def one(xi, yi, row):
+            keys = scoring.keys(key, row, image_keys(key, row)[0])
+            return representative(draw_preds(g, defense, keys, xi[None]), yi[None])[0]
+
+        return jax.vmap(one)(x, y, rows)
 
     return program
 
 
-def _member_context(g, defense, member, make_attack, eot_samples, index, key, row, eps):
+def _member_context(g, defense, member, make_attack, eot_samples, key, row, y, eps, scoring=None):
     """One image's ``(score, view, attack, attack key)`` for a suite member (the keys of the grid cell
-    of the same attack and threat: ``index`` does not enter them)."""
+    of the same attack and threat). ``score(images) -> (1,)`` is the defended class under the
+    all-draws criterion of ``scoring`` for the image's label ``y`` (1,)."""
     dkey, akey = image_keys(key, row)
     draws = eot_samples if getattr(member, "eot_samples", None) is None else member.eot_samples
     view = attacker_view(member.threat, g, defense, dkey, draws)
-    return scorer(g, defense, dkey), view, make_attack(eps), akey
+    keys = (scoring or Scoring()).keys(key, row, dkey)
+
+    def score(xs):
+        return representative(draw_preds(g, defense, keys, xs), y)
+
+    return score, view, make_attack(eps), akey
 
 
-def tracked_program(f, defense, member, make_attack, eot_samples: int, index: int, early_stop: bool = True):
+def tracked_program(f, defense, member, make_attack, eot_samples: int, early_stop: bool = True, scoring=None):
     """A tracked member (an iterative attack, :mod:`robustjax.attacks.iterative`) on a gathered
     subset of one batch, its state kept on the devices between calls:
 
@@ -162,8 +191,8 @@ def tracked_program(f, defense, member, make_attack, eot_samples: int, index: in
         xs, ys, rs = x[at], y[at], rows[at]
 
         def start_one(xi, yi, row):
-            score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, index, key, row,
-                                                        eps)
+            score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, key, row,
+                                                        yi[None], eps, scoring)
             s = attack.start(view, xi[None], yi[None], akey)
             p = score(point(s))[0]
             return s, jnp.where(p != yi, 0, -1).astype(jnp.int32), p
@@ -174,7 +203,8 @@ def tracked_program(f, defense, member, make_attack, eot_samples: int, index: in
         s0, f0, p0 = jax.lax.cond(i0 == 0, lambda _: jax.vmap(start_one)(xs, ys, rs), gathered, None)
 
         def one(xi, yi, row, si, fi, pi):
-            score, view, attack, _ = _member_context(g, defense, member, make_attack, eot_samples, index, key, row, eps)
+            score, view, attack, _ = _member_context(g, defense, member, make_attack, eot_samples, key, row, yi[None],
+                                                     eps, scoring)
             return advance(attack, view, score, xi[None], yi[None], si, fi, pi, i0, stop, early_stop)
 
         s1, f1, p1, it = jax.vmap(one)(xs, ys, rs, s0, f0, p0)
@@ -191,14 +221,14 @@ def state_shapes(f, defense, member, make_attack, eot_samples: int, image_shape,
 
     def start(x, y):
         key = jax.random.PRNGKey(0)
-        _, view, attack, akey = _member_context(f, defense, member, make_attack, eot_samples, 0, key, 0, eps)
+        _, view, attack, akey = _member_context(f, defense, member, make_attack, eot_samples, key, 0, y, eps)
         return attack.start(view, x, y, akey)
 
     x = jax.ShapeDtypeStruct((1, *image_shape), dtype)
     return jax.eval_shape(start, x, jax.ShapeDtypeStruct((1,), jnp.int32))
 
 
-def member_program(f, defense, member, make_attack, eot_samples: int, index: int):
+def member_program(f, defense, member, make_attack, eot_samples: int, scoring=None):
     """``program(params, x, y, rows, key, eps, idx) -> (broken[S], pred[S], step[S], iters)`` for a
     member that is not tracked (APGD/APGD-T/Square keep their own best point; any other attack's
     final point is scored) on the gathered rows ``idx`` of the batch (padding as :func:`tracked_program`)."""
@@ -208,8 +238,8 @@ def member_program(f, defense, member, make_attack, eot_samples: int, index: int
         at = jnp.minimum(idx, x.shape[0] - 1)
 
         def one(xi, yi, row):
-            score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, index, key,
-                                                        row, eps)
+            score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, key, row,
+                                                        yi[None], eps, scoring)
             xa, step = attack_with_step(attack, view, xi[None], yi[None], akey)
             p = score(xa)
             broken = p != yi[None]

@@ -51,7 +51,8 @@ def cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool = 
     """A cell's outcome arrays (:mod:`robustjax.eval.outcomes`) from its batches in order.
 
     Each batch holds ``clean_pred`` (n,), ``adv_pred`` and ``step`` (E', n) at the non-zero budgets,
-    and optionally ``norm`` / ``grad_norm`` (n,)."""
+    and optionally ``norm`` / ``grad_norm`` (n,) and, for a defense scored over K draws,
+    ``clean_draws`` (K, n) and ``adv_draws`` (E', K, n) (stored as ``pred_draws`` (E, K, N))."""
     clean = np.concatenate([b["clean_pred"] for b in batches]).astype(np.int32)
     adv = np.concatenate([b["adv_pred"] for b in batches], axis=1).astype(np.int32)
     step = np.concatenate([b["step"] for b in batches], axis=1).astype(np.int32)
@@ -71,6 +72,13 @@ def cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool = 
         arr["grad_norm"] = np.concatenate([b["grad_norm"] for b in batches]).astype(np.float32)
     if minimum_norm:
         arr["norm"] = np.concatenate([b["norm"] for b in batches]).astype(np.float32)
+    if all("clean_draws" in b for b in batches):  # (E, K, N): every scoring draw, eps 0 the clean images
+        clean_d = np.concatenate([b["clean_draws"] for b in batches], axis=1).astype(np.int32)
+        adv_d = np.concatenate([b["adv_draws"] for b in batches], axis=2).astype(np.int32)
+        draws, it = np.empty((len(eps_all), *clean_d.shape), np.int32), iter(range(adv_d.shape[0]))
+        for j, e in enumerate(eps_all):
+            draws[j] = clean_d if e == 0 else adv_d[next(it)]
+        arr["pred_draws"] = draws
     return arr
 
 

@@ -24,7 +24,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from robustjax.eval import checks, stats
+from robustjax.eval import checks, outcomes, stats
 from robustjax.eval import worst as W
 from robustjax.eval.plan import SUITE, SUITE_SEMANTICS
 from robustjax.eval.store import Store
@@ -322,6 +322,7 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
         if any(r.get("suite") for r in recs):
             md += [f"Suite rows (the adaptive suite, threat {SUITE}; AutoAttack versions): {SUITE_SEMANTICS}.", ""]
             md += suite_logs(recs)
+        md += randomised_sections(recs, out)
         skipped = skipped_unreadable(recs)
         md += [*skipped, ""] if skipped else []
         mine = [g for g in groups
@@ -361,6 +362,41 @@ def render(out: str | Path, plots: bool = True, msr: bool = False) -> str:
     text = "\n".join(md)
     (out / "report.md").write_text(text)
     return text
+
+
+def randomised_sections(records: list[dict], out_dir) -> list[str]:
+    """Markdown: per cell of a randomised defense scored over several draws, the all-draws, majority
+    and single-draw accuracies side by side with each draw's range, and a flag where the single-draw
+    figure exceeds the all-draws one beyond noise (McNemar on the same images)."""
+    md = []
+    for r in records:
+        if r.get("draws", 1) <= 1 or "accuracy_single_draw" not in r:
+            continue
+        s = r["settings"]
+        arr = outcomes.read(out_dir, r["key"]) if out_dir is not None else None
+        rows, flagged = [], []
+        for j, e in enumerate(r["eps"]):
+            lo, hi = r["draw_accuracy_min"][j], r["draw_accuracy_max"][j]
+            verdict = ""
+            if arr is not None and "pred_draws" in arr:
+                single = arr["pred_draws"][j, 0] == arr["label"]
+                every = arr["pred"][j] == arr["label"]
+                t = stats.paired(single, every)
+                verdict = f"{t['only_a']} ({'within noise' if t['within_noise'] else 'beyond noise'}, p {t['p']:.2g})"
+                if not t["within_noise"]:
+                    flagged.append(budget_label(e, r.get("budget", "linf")))
+            rows.append([budget_label(e, r.get("budget", "linf")), f"{r['accuracy'][j]:.3f}",
+                         f"{r['accuracy_majority'][j]:.3f}", f"{r['accuracy_single_draw'][j]:.3f}",
+                         f"{lo:.3f}-{hi:.3f}", verdict])
+        setting = "the attacker's own draw" if r.get("fixed_randomness") else "draws independent of the attacker's"
+        md += [f"#### Randomised defense {s['defense']}: {attack_label(r)} ({s['threat']}), {r['draws']} scoring "
+               f"draws, {setting}", "",
+               _md(["eps", "all draws", "majority", "single draw", "per-draw range",
+                    "images only the single draw keeps"], rows), ""]
+        if flagged:
+            md += [f"**The single-draw figure overstates robustness beyond noise at {', '.join(flagged)}**: an image "
+                   "counts as robust only if every draw classifies it correctly.", ""]
+    return md
 
 
 def suite_logs(records: list[dict]) -> list[str]:

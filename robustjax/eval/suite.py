@@ -57,6 +57,7 @@ class Members:
     def __init__(self, ctx: Context, job: Job, f, params, key, batch: int):
         self.ctx, self.job, self.f, self.params, self.key, self.batch = ctx, job, f, params, key, batch
         self.defense = ctx.defenses[job.defenses[0]]
+        self.scoring = ctx.scoring(job.defenses[0])
         self.shapes = shapes(batch, ctx.mesh.size)
         self.programs: dict = {}
         self.compile_s = 0.0
@@ -85,7 +86,7 @@ class Members:
         idx = sds((size,), jnp.int32, sharding=rep)
         t0 = time.perf_counter()
         if self.tracked[i]:
-            fn = P.tracked_program(self.f, self.defense, m, self.make_attack(m), eot, i)
+            fn = P.tracked_program(self.f, self.defense, m, self.make_attack(m), eot, scoring=self.scoring)
             leaves = jax.tree.map(lambda a: sds((B, *a.shape), a.dtype, sharding=dat), self._state_shapes(i))
             state_sh = jax.tree.map(lambda _: dat, leaves)
             jitted = jax.jit(_precision.program(fn, ctx.precision), donate_argnums=(6,),
@@ -95,7 +96,7 @@ class Members:
             scalar = sds((), jnp.int32, sharding=rep)
             compiled = jitted.lower(*common, leaves, vec, vec, idx, scalar, scalar).compile()
         else:
-            fn = P.member_program(self.f, self.defense, m, self.make_attack(m), eot, i)
+            fn = P.member_program(self.f, self.defense, m, self.make_attack(m), eot, scoring=self.scoring)
             jitted = jax.jit(_precision.program(fn, ctx.precision), in_shardings=(rep, dat, dat, dat, rep, rep, rep),
                              out_shardings=(rep,) * 4)
             compiled = jitted.lower(*common, idx).compile()
@@ -173,16 +174,17 @@ class _Compiled:
         return self.compiled(*args)
 
 
-def _compile_clean(ctx: Context, f, defense, params, batch: int) -> _Compiled:
-    """The clean-prediction program of a batch (the grid's defense draws), compiled."""
+def _compile_clean(ctx: Context, f, defense, scoring, params, batch: int) -> _Compiled:
+    """The clean-prediction program of a batch (the grid's scoring draws), compiled."""
     mesh, S = ctx.mesh, ctx.resize.size
     rep, dat = mesh.replicated, mesh.data
     sds = jax.ShapeDtypeStruct
-    jitted = jax.jit(_precision.program(P.clean_program(f, defense), ctx.precision), in_shardings=(rep, dat, rep, dat),
-                     out_shardings=rep)
+    jitted = jax.jit(_precision.program(P.clean_program(f, defense, scoring), ctx.precision),
+                     in_shardings=(rep, dat, dat, rep, dat), out_shardings=rep)
     t0 = time.perf_counter()
     compiled = jitted.lower(params, sds((batch, S, S, 3), jnp.float32, sharding=dat),
-                            sds((2,), jnp.uint32, sharding=rep), sds((batch,), jnp.int32, sharding=dat)).compile()
+                            sds((batch,), jnp.int32, sharding=dat), sds((2,), jnp.uint32, sharding=rep),
+                            sds((batch,), jnp.int32, sharding=dat)).compile()
     return _Compiled(compiled, time.perf_counter() - t0)
 
 
@@ -208,7 +210,7 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
         ctx.log(f"    resuming at batch {start + 1} of {total}: {start} batch(es) read from {part.dir.parent}")
     members = Members(ctx, job, f, params, key, batch)
     defense = ctx.defenses[job.defenses[0]]
-    clean_fn = _compile_clean(ctx, f, defense, params, batch) if start < total else None
+    clean_fn = _compile_clean(ctx, f, defense, members.scoring, params, batch) if start < total else None
     members.compile_s += clean_fn.compile_s if clean_fn is not None else 0.0
     attacked = ctx.attacked
     progress = bar(n - start * batch) if ctx.progress and start < total else None
@@ -223,7 +225,7 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
             mine = lo + mesh.process_index * local
             rows = mesh.put(np.arange(mine, mine + local, dtype=np.int32), batch)
             args = (params, mesh.put(bt.x, batch), mesh.put(bt.y, batch), rows, key)
-            clean = np.asarray(clean_fn(params, args[1], key, rows))
+            clean = np.asarray(clean_fn(params, args[1], args[2], key, rows))
             batch_labels = np.full(batch, -1, np.int32)
             batch_labels[:bt.count] = labels[lo:lo + bt.count]
             arr = _attack_batch(members, args, clean, batch_labels, bt.count, attacked)
@@ -246,6 +248,8 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
     timing = records.timing(members.compile_s, run_s, first, n - min(n, start * batch), len(attacked), 1, start, lost)
     norms = {m.attack.norm for m in job.members}
     extra = {"autoattack": autoattack.describe(job.attack.kwargs)} if job.attack.name == autoattack.NAME else {}
+    if getattr(defense, "randomised", False):  # scored under the all-draws criterion over these draws
+        extra.update(members.scoring.settings())
     rec = records.record(arr, timing=timing, budget=norms.pop() if len(norms) == 1 else "linf", batch=batch,
                          precision=ctx.precision, mesh=mesh.describe(), suite=suite, semantics=SEMANTICS, **extra)
     return [(rec, arr)]
