@@ -37,6 +37,7 @@ KEYS = {
     "layout": "report layout hint: 'table' (default) or 'sequential'",
     "plugins": "modules to import before validation; they register models, defenses, datasets (docs/extending.md)",
     "skip_unreadable": "leave out image files that cannot be decoded (default False: an error naming them)",
+    "save_adversarials": "store the adversarial example of every broken image (out/adversarials; default False)",
 }
 
 from robustjax.attacks.spec import AttackSpec  # noqa: E402
@@ -70,6 +71,7 @@ def quickstart() -> ml_collections.ConfigDict:
             "layout": "table",
             "plugins": [],
             "skip_unreadable": False,
+            "save_adversarials": False,
         }
     )
 
@@ -171,6 +173,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "defenses or datasets (docs/extending.md)")
     p.add_argument("--skip-unreadable", action="store_true", default=None,
                    help="leave out image files that cannot be decoded (listed in the results) instead of failing")
+    p.add_argument("--save-adversarials", action="store_true", default=None,
+                   help="store each broken image's adversarial example, uint8, in OUT/adversarials (for "
+                   "`gallery --out OUT`); finished cells without them are recomputed")
 
 
 def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
@@ -213,6 +218,8 @@ def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
         cfg = replace(cfg, plugins=list(dict.fromkeys([*cfg.get("plugins", []), *args.plugin])))
     if getattr(args, "skip_unreadable", None) is not None:
         cfg = replace(cfg, skip_unreadable=args.skip_unreadable)
+    if getattr(args, "save_adversarials", None) is not None:
+        cfg = replace(cfg, save_adversarials=args.save_adversarials)
     return cfg
 
 
@@ -259,3 +266,5 @@ def check_shape(cfg) -> None:
         raise ValueError(f"plugins must be a list of module names, got {plugins!r}")
     if not isinstance(cfg.get("skip_unreadable", False), bool):
         raise ValueError(f"skip_unreadable must be True or False, got {cfg.get('skip_unreadable')!r}")
+    if not isinstance(cfg.get("save_adversarials", False), bool):
+        raise ValueError(f"save_adversarials must be True or False, got {cfg.get('save_adversarials')!r}")

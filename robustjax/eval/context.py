@@ -51,6 +51,11 @@ class Context:
         """The non-zero budgets, in the grid's order."""
         return self.eps[self.eps > 0]
 
+    @property
+    def save_adversarials(self) -> bool:
+        """Whether the cells store their broken images' adversarial examples (:mod:`robustjax.eval.adversarials`)."""
+        return bool(self.cfg.get("save_adversarials", False))
+
     def seed_key(self):
         return rkeys.seed_key(int(self.cfg.seed))
 

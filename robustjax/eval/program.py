@@ -35,9 +35,26 @@ def with_state(f, state):
     return g
 
 
+def defended_scorer(f, defense, dkey):
+    """``images (N, ...) -> ((N,) int32, (N, ...))``: the defended model's classes ``argmax f(d(x, dkey))``
+    and the defense's output ``d(x, dkey)`` they were computed on."""
+
+    def score(xs):
+        d = defense(xs, dkey)
+        return jnp.argmax(f(d), axis=-1).astype(jnp.int32), d
+
+    return score
+
+
 def scorer(f, defense, dkey):
     """``images (N, ...) -> (N,) int32``: the defended model's classes ``argmax f(d(x, dkey))``."""
-    return lambda xs: jnp.argmax(f(defense(xs, dkey)), axis=-1).astype(jnp.int32)
+    score = defended_scorer(f, defense, dkey)
+    return lambda xs: score(xs)[0]
+
+
+def to_uint8(x):
+    """Images in [0, 1] as uint8 ``round(x * 255)`` (clipped to [0, 1] first)."""
+    return jnp.round(jnp.clip(x, 0.0, 1.0) * 255).astype(jnp.uint8)
 
 
 def attack_with_step(attack, view, x, y, key):
@@ -53,7 +70,8 @@ def attack_with_step(attack, view, x, y, key):
     return x_adv, jnp.full((x.shape[0],), -1, jnp.int32)
 
 
-def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_samples: int, minimum_norm: bool = False):
+def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_samples: int, minimum_norm: bool = False,
+                 images: bool = False):
     """``program(params, x, y, key, rows, eps) -> (clean_pred[D, B], adv_pred[E, D, B], step[E, D, B],
     norm[B], grad_norm[B])`` for one grid job: its attack's final iterate at each budget.
 
@@ -73,6 +91,13 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
     pixel units: an image counts as broken at bound b only if the attack fooled the defended model
     with a perturbation of L2 norm <= b; otherwise its clean prediction counts (Räber et al. 2025's
     protocol, as ``robustjax.attacks.l2_bounded_accuracy``).
+
+    ``images`` (``--save-adversarials``): the program returns a sixth output, a dict of uint8 images
+    (:func:`to_uint8`), image axis first: ``clean`` (B, S, S, 3), ``clean_defended`` (B, D, S, S, 3)
+    the defenses' outputs on them, ``adversarial`` (B, E, S, S, 3) the attack's point at each budget
+    (a minimum-norm attack's one point at every bound) and ``defended`` (B, E, D, S, S, 3) the
+    defenses' outputs on it, each with the draw its prediction used. Without it nothing of these is
+    computed or returned.
     """
     D = len(defenses)
 
@@ -80,23 +105,32 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
         g = with_state(f, params)
 
         def per_image(xi, yi, row):
-            out = body(g, xi[None], yi[None], *image_keys(key, row), eps)
-            return jax.tree.map(lambda a: a[..., 0], out)
+            out, shown = body(g, xi[None], yi[None], *image_keys(key, row), eps)
+            return jax.tree.map(lambda a: a[..., 0], out), shown
 
-        clean_pred, adv_pred, step, norm, grad_norm = jax.vmap(per_image)(x, y, rows)  # image axis first
-        return clean_pred.T, jnp.moveaxis(adv_pred, 0, -1), jnp.moveaxis(step, 0, -1), norm, grad_norm
+        (clean_pred, adv_pred, step, norm, grad_norm), shown = jax.vmap(per_image)(x, y, rows)  # image axis first
+        out = clean_pred.T, jnp.moveaxis(adv_pred, 0, -1), jnp.moveaxis(step, 0, -1), norm, grad_norm
+        return (*out, shown) if images else out
 
     def body(g, x, y, dkey, akey, eps):
         B = x.shape[0]
 
-        def preds(xs):  # (D, B) int32
-            return jnp.stack([scorer(g, d, dkey)(xs) for d in defenses])
+        def scored(xs):  # (D, B) int32 and the defended images (D, B, ...)
+            got = [defended_scorer(g, d, dkey)(xs) for d in defenses]
+            return jnp.stack([p for p, _ in got]), jnp.stack([v for _, v in got])
 
-        clean_pred = preds(x)
+        clean_pred, clean_defended = scored(x)
+
+        def shown(adversarial, defended):  # this image's uint8 images (B = 1 dropped), when asked for
+            if not images:
+                return {}
+            return {"clean": to_uint8(x[0]), "clean_defended": to_uint8(clean_defended[:, 0]),
+                    "adversarial": to_uint8(adversarial[:, 0]), "defended": to_uint8(defended[:, :, 0])}
+
         zeros = jnp.zeros((B,), jnp.float32)
         if n_attacked == 0:
             none = jnp.zeros((0, D, B), jnp.int32)
-            return clean_pred, none, none, zeros, zeros
+            return (clean_pred, none, none, zeros, zeros), shown(jnp.zeros((0, *x.shape)), jnp.zeros((0, D, *x.shape)))
         view = attacker_view(threat, g, defenses[0], dkey, eot_samples)
         grad_norm = l2_norms(loss_grad(view, x, y)).astype(jnp.float32) if threat in ("through", "eot") else zeros
 
@@ -107,16 +141,20 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
             x_adv, step = attack_with_step(make_attack(), view, x, y, akey)
             norm = l2_norms(x_adv - x)
             within = norm[None, :] <= eps[:, None]  # (E, B)
-            pred = jnp.where(within[:, None, :], preds(x_adv)[None], clean_pred[None])  # (E, D, B)
-            return clean_pred, pred, jax.vmap(lambda p: broken_step(p, step))(pred), norm.astype(jnp.float32), grad_norm
+            adv, defended = scored(x_adv)
+            pred = jnp.where(within[:, None, :], adv[None], clean_pred[None])  # (E, D, B)
+            E = eps.shape[0]
+            out = clean_pred, pred, jax.vmap(lambda p: broken_step(p, step))(pred), norm.astype(jnp.float32), grad_norm
+            every = lambda a: jnp.broadcast_to(a, (E, *a.shape))  # noqa: E731  (one point at every bound)
+            return out, shown(every(x_adv), every(defended))
 
         def one(e):
             x_adv, step = attack_with_step(make_attack(e), view, x, y, akey)
-            pred = preds(x_adv)
-            return pred, broken_step(pred, step)
+            pred, defended = scored(x_adv)
+            return pred, broken_step(pred, step), x_adv, defended
 
-        adv_pred, step = jax.vmap(one)(eps)
-        return clean_pred, adv_pred, step, zeros, grad_norm
+        adv_pred, step, x_adv, defended = jax.vmap(one)(eps)
+        return (clean_pred, adv_pred, step, zeros, grad_norm), shown(x_adv, defended)
 
     return program
 
@@ -128,6 +166,18 @@ def clean_program(f, defense):
     def program(params, x, key, rows):
         g = with_state(f, params)
         return jax.vmap(lambda xi, row: scorer(g, defense, image_keys(key, row)[0])(xi[None])[0])(x, rows)
+
+    return program
+
+
+def images_program(defense):
+    """``program(x, key, rows) -> (x_u8[B, S, S, 3], defended_u8[B, S, S, 3])``: images and the defense's
+    output on them, as uint8 (:func:`to_uint8`), each image with the defense draw its prediction used
+    (the suite's ``--save-adversarials``)."""
+
+    def program(x, key, rows):
+        defended = jax.vmap(lambda xi, row: defense(xi[None], image_keys(key, row)[0])[0])(x, rows)
+        return to_uint8(x), to_uint8(defended)
 
     return program
 
@@ -197,10 +247,11 @@ def state_shapes(f, defense, member, make_attack, eot_samples: int, image_shape,
     return jax.eval_shape(start, x, jax.ShapeDtypeStruct((1,), jnp.int32))
 
 
-def member_program(f, defense, member, make_attack, eot_samples: int, index: int):
+def member_program(f, defense, member, make_attack, eot_samples: int, index: int, points: bool = False):
     """``program(params, x, y, rows, key, eps, idx) -> (broken[S], pred[S], step[S], iters)`` for a
     member that is not tracked (APGD/APGD-T/Square keep their own best point; any other attack's
-    final point is scored) on the gathered rows ``idx`` of the batch (padding as :func:`tracked_program`)."""
+    final point is scored) on the gathered rows ``idx`` of the batch (padding as :func:`tracked_program`).
+    ``points``: a fifth output, the scored adversarial points ``(S, ...)`` (``--save-adversarials``)."""
 
     def program(params, x, y, rows, key, eps, idx):
         g = with_state(f, params)
@@ -213,10 +264,11 @@ def member_program(f, defense, member, make_attack, eot_samples: int, index: int
             p = score(xa)
             broken = p != yi[None]
             iters = int(getattr(attack, "steps", getattr(attack, "queries", 1)))
-            return broken[0], p[0], jnp.where(broken, step, -1)[0], iters
+            return broken[0], p[0], jnp.where(broken, step, -1)[0], iters, xa[0]
 
-        broken, pred, step, iters = jax.vmap(one)(x[at], y[at], rows[at])
-        return broken, pred, step, jnp.max(iters)
+        broken, pred, step, iters, xa = jax.vmap(one)(x[at], y[at], rows[at])
+        out = broken, pred, step, jnp.max(iters)
+        return (*out, xa) if points else out
 
     return program
 
