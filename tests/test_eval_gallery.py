@@ -54,21 +54,26 @@ def test_every_broken_image_has_its_adversarial_within_the_budget(run):
     assert sorted(zip(broken.key, broken.row, broken.eps)) == sorted(zip(df.key, df.row, df.eps))
     assert (df.pred != df.label).all() and (df.clean_pred == df.label).all()
     assert df.attrs["class_names"][records[0]["key"]][3] == "cat"
+    _check_images(df)
+    # the stored defended images are the defense's outputs (quantisation to 8 levels)
+    quant = df[df.defense == "quant:8"]
+    levels = np.unique(np.concatenate([np.unique(v) for v in quant.defended]))
+    assert len(levels) <= 8 and all(np.unique(v).size > 1 for v in quant.clean_defended)
+
+
+def _check_images(df):
+    """The clean images are the model's inputs; each perturbation is non-zero and within its budget (+1
+    level of rounding); re-scored through the defended model most stored images are misclassified."""
     clean = _clean_images()
-    for r in df.itertuples():  # the clean image as the model saw it; the perturbation within the budget
+    for r in df.itertuples():
         assert np.array_equal(r.clean, clean[r.row])
         dist = np.abs(r.image.astype(int) - r.clean.astype(int)).max()
         assert 0 < dist <= round(r.eps * 255) + 1
-    # re-scored through the defended model, the stored uint8 images are misclassified (rounding may undo a few)
     f = tiny_classifier()
     stack = np.stack(df.image.to_list()).astype(np.float32) / 255
     defended = [np.asarray(get_defense(d)(jnp.asarray(x[None])))[0] for d, x in zip(df.defense, stack)]
     pred = np.asarray(jnp.argmax(f(jnp.asarray(np.stack(defended))), -1))
     assert (pred != df.label.to_numpy()).mean() >= 0.8
-    # the stored defended images are the defense's outputs (quantisation to 8 levels)
-    quant = df[df.defense == "quant:8"]
-    levels = np.unique(np.concatenate([np.unique(v) for v in quant.defended]))
-    assert len(levels) <= 8 and all(np.unique(v).size > 1 for v in quant.clean_defended)
 
 
 def test_suite_keeps_the_point_of_a_smaller_budget(run):
@@ -88,7 +93,8 @@ def test_suite_keeps_the_point_of_a_smaller_budget(run):
 def test_resume_keeps_the_saved_batches_and_a_rerun_with_the_flag_fills_in_old_cells(tmp_path, monkeypatch, capsys):
     # without the flag: no adversarial files, and the gallery says which flag to use
     out = tmp_path / "out"
-    c = _cfg(out, defenses=["quant:8"], attacks=["fgsm", SUITE], threats=["bpda"], eps=[0.0, 32 / 255],
+    suite = {"name": "adaptive", "members": ["slowloop:steps=8@bpda", "fgsm@bpda"]}  # not tracked, tracked
+    c = _cfg(out, defenses=["quant:8"], attacks=["fgsm", suite], threats=["bpda"], eps=[0.0, 32 / 255],
              save_adversarials=False)
     first = Runner(c, components(), progress=False).run()
     assert not (out / A.DIRNAME).exists()
@@ -111,6 +117,9 @@ def test_resume_keeps_the_saved_batches_and_a_rerun_with_the_flag_fills_in_old_c
     resumed = Runner(c, components(), progress=False).run()
     assert [r["timing"]["resumed_batches"] for r in resumed] == [2, 2]
     assert {r["key"]: A.path(out, r["key"]).read_bytes() for r in resumed} == files
+    df = load_adversarials(out)
+    assert resumed[1]["suite"][0]["broken"][0] > 0 and len(df[df.threat == "adaptive"]) == resumed[1]["flipped"][1]
+    _check_images(df)
 
 
 def test_a_batch_file_without_the_images_is_recomputed(tmp_path):

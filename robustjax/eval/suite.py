@@ -182,11 +182,9 @@ class Points:
     """The adversarial point of each row of one batch on the devices (``--save-adversarials``): the
     clean image until a member breaks the row, then the point that broke it, kept at larger budgets."""
 
-    def __init__(self, ctx: Context, defense, key, batch: int):
-        mesh = ctx.mesh
-        rep, dat = mesh.replicated, mesh.data
-        self.key, self.batch, self.mesh, self.lo = key, batch, mesh, 0
-        self.rows = self.x = self.buffer = self.clean = None
+    def __init__(self, ctx: Context, defense, key):
+        rep, dat = ctx.mesh.replicated, ctx.mesh.data
+        self.key, self.lo, self.rows, self.buffer, self.clean = key, 0, None, None, None
         self._images = jax.jit(_precision.program(P.images_program(defense), ctx.precision), out_shardings=rep)
         self._tracked = jax.jit(lambda buf, state, found: jnp.where((found >= 0)[:, None, None, None],
                                                                      P.point(state)[:, 0], buf), out_shardings=dat)
@@ -194,7 +192,7 @@ class Points:
 
     def reset(self, x, rows, lo: int) -> None:
         """A new batch: ``x`` and ``rows`` its images and positions (global arrays), ``lo`` its first row."""
-        self.x, self.rows, self.lo, self.buffer = x, rows, lo, x
+        self.rows, self.lo, self.buffer = rows, lo, x
         self.clean = self.images()
 
     def take_tracked(self, state, found) -> None:
@@ -267,7 +265,7 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
     members = Members(ctx, job, f, params, key, batch)
     defense = ctx.defenses[job.defenses[0]]
     clean_fn = _compile_clean(ctx, f, defense, params, batch) if start < total else None
-    points = Points(ctx, defense, key, batch) if ctx.save_adversarials else None
+    points = Points(ctx, defense, key) if ctx.save_adversarials else None
     members.compile_s += clean_fn.compile_s if clean_fn is not None else 0.0
     attacked = ctx.attacked
     progress = bar(n - start * batch) if ctx.progress and start < total else None
