@@ -1,4 +1,4 @@
-"""``python -m robustjax.eval [run] [options]``, ``report --out DIR`` and ``list [--markdown]``.
+"""``python -m robustjax.eval [run] [options]``, ``report --out DIR``, ``gallery --out DIR`` and ``list [--markdown]``.
 
 Plugins (``--plugin MODULE``, a config's ``plugins``, installed ``robustjax.plugins`` entry points)
 are imported first, so every name they register is validated like a built-in one, before compute.
@@ -20,7 +20,8 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Run an experiment grid (datasets x models x defenses x attacks x eps x threat models). "
         "With no arguments: the quick-start (efficientnet_lite0 on foolbox's 20 ImageNet photos). "
         "Finished cells are stored in OUT/results.jsonl and skipped on rerun. "
-        "Other commands: `report --out DIR` (tables + plots), `list` (valid names).",
+        "Other commands: `report --out DIR` (tables + plots), `gallery --out DIR` (a page of the adversarial "
+        "examples --save-adversarials stored), `list` (valid names).",
     )
     C.add_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -37,6 +38,35 @@ def _report_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--msr", action="store_true", help="add the misclassification success rate table (Das et al. 2017)")
     return p
+
+
+def _gallery_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m robustjax.eval gallery",
+                                description="Write OUT/gallery/index.html: a static page (HTML + PNG) of the "
+                                "adversarial examples a run with --save-adversarials stored.")
+    p.add_argument("--out", required=True, help="results directory")
+    p.add_argument("--per-cell", type=int, default=4, metavar="K",
+                   help="broken images shown per cell and budget (the lowest rows; default 4)")
+    return p
+
+
+def _gallery(argv) -> int:
+    from robustjax.eval import gallery
+    from robustjax.eval.adversarials import NoAdversarialsError
+
+    args = _gallery_parser().parse_args(argv)
+    try:
+        index = gallery.write(args.out, per_cell=args.per_cell)
+    except NoAdversarialsError:
+        print(f"error: {args.out} holds no saved adversarial examples (no {args.out}/adversarials files of its "
+              "cells); rerun the experiment with --save-adversarials (config key save_adversarials=True) and the "
+              "same --out: finished cells are recomputed with them", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(index)
+    return 0
 
 
 def _list_parser() -> argparse.ArgumentParser:
@@ -73,6 +103,8 @@ def main(argv=None, components=None) -> int:
         return 0
     if argv[:1] == ["list"]:
         return _list(argv[1:], components)
+    if argv[:1] == ["gallery"]:
+        return _gallery(argv[1:])
     if argv[:1] == ["run"]:
         argv = argv[1:]
     args = _run_parser().parse_args(argv)

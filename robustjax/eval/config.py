@@ -39,6 +39,7 @@ KEYS = {
     "skip_unreadable": "leave out image files that cannot be decoded (default False: an error naming them)",
     "draws": "scoring draws of a randomised defense (None: 10; deterministic defenses: 1)",
     "fixed_randomness": "score the attacker's own draw of a randomised defense (the deterministic white-box setting)",
+    "save_adversarials": "store the adversarial example of every broken image (out/adversarials; default False)",
 }
 
 from robustjax.attacks.spec import AttackSpec  # noqa: E402
@@ -74,6 +75,7 @@ def quickstart() -> ml_collections.ConfigDict:
             "skip_unreadable": False,
             "draws": None,
             "fixed_randomness": False,
+            "save_adversarials": False,
         }
     )
 
@@ -180,6 +182,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "as robust only if every draw classifies it correctly")
     p.add_argument("--fixed-randomness", action="store_true", default=None,
                    help="score the attacker's own draw of a randomised defense (deterministic white-box), one draw")
+    p.add_argument("--save-adversarials", action="store_true", default=None,
+                   help="store each broken image's adversarial example, uint8, in OUT/adversarials (for "
+                   "`gallery --out OUT`); finished cells without them are recomputed")
 
 
 def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
@@ -226,6 +231,8 @@ def from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
         cfg = replace(cfg, draws=args.draws)
     if getattr(args, "fixed_randomness", None) is not None:
         cfg = replace(cfg, fixed_randomness=args.fixed_randomness)
+    if getattr(args, "save_adversarials", None) is not None:
+        cfg = replace(cfg, save_adversarials=args.save_adversarials)
     return cfg
 
 
@@ -275,3 +282,5 @@ def check_shape(cfg) -> None:
     check_scoring(cfg.get("draws"), cfg.get("fixed_randomness", False))
     if not isinstance(cfg.get("skip_unreadable", False), bool):
         raise ValueError(f"skip_unreadable must be True or False, got {cfg.get('skip_unreadable')!r}")
+    if not isinstance(cfg.get("save_adversarials", False), bool):
+        raise ValueError(f"save_adversarials must be True or False, got {cfg.get('save_adversarials')!r}")

@@ -56,6 +56,10 @@ class Context:
         """How defense ``defense`` (a spec of the plan) is scored: its draws, fixed randomness or not."""
         cfg = self.cfg
         return Scoring.for_defense(self.defenses[defense], cfg.get("draws"), bool(cfg.get("fixed_randomness", False)))
+    @property
+    def save_adversarials(self) -> bool:
+        """Whether the cells store their broken images' adversarial examples (:mod:`robustjax.eval.adversarials`)."""
+        return bool(self.cfg.get("save_adversarials", False))
 
     def seed_key(self):
         return rkeys.seed_key(int(self.cfg.seed))

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax import data as rdata
+from robustjax.eval import adversarials, records, scoring
 from robustjax.eval import batching as _batching
 from robustjax.eval import precision as _precision
 from robustjax.eval import program as P
-from robustjax.eval import records, scoring
 from robustjax.eval.context import Context
 from robustjax.eval.partial import PartialCell, resume_point
 from robustjax.eval.plan import Job
@@ -54,10 +54,11 @@ def _compile(ctx: Context, job: Job, f, batch: int):
             return comp.get_attack(job.attack.name, **kwargs)
         return comp.get_attack(job.attack.name, eps=e, **kwargs)
 
+    images = ctx.save_adversarials
     program = P.grid_program(f, [ctx.defenses[d] for d in job.defenses], make_attack, job.threat, len(ctx.attacked),
-                             int(ctx.cfg.eot_samples), minimum_norm, [ctx.scoring(d) for d in job.defenses])
+                             int(ctx.cfg.eot_samples), minimum_norm, [ctx.scoring(d) for d in job.defenses], images)
     program = _precision.program(program, ctx.precision)
-    jitted = jax.jit(program, in_shardings=(rep, dat, dat, rep, dat, rep), out_shardings=(rep,) * 7)
+    jitted = jax.jit(program, in_shardings=(rep, dat, dat, rep, dat, rep), out_shardings=(rep,) * (8 if images else 7))
     S = ctx.resize.size
     t0 = time.perf_counter()
     compiled = jitted.lower(
@@ -88,7 +89,7 @@ def _run(ctx: Context, job: Job, batch: int | None, state: dict) -> list[tuple[d
     state["batch"] = batch
     n, total = len(ds), rdata.num_batches(len(ds), batch)
     parts = [PartialCell(cfg.out, ctx.key(c), batch, n) for c in job.cells()]
-    start, loaded = resume_point(parts, total)
+    start, loaded = resume_point(parts, total, adversarials.BATCH_FIELDS if ctx.save_adversarials else ())
     if start:
         ctx.log(f"    resuming at batch {start + 1} of {total}: {start} batch(es) read from {parts[0].dir.parent}")
     run_s, first = 0.0, None
@@ -106,9 +107,11 @@ def _run(ctx: Context, job: Job, batch: int | None, state: dict) -> list[tuple[d
 
         def collect(pending):
             out, b, count = pending
-            got = [np.asarray(o) for o in out]
+            got = jax.tree.map(np.asarray, out)
             for k in range(D):
-                arr = _batch_arrays(got, k, count, draws[k])
+                arr = _batch_arrays(got[:7], k, count, draws[k])
+                if ctx.save_adversarials:
+                    arr.update(_adversarial_fields(got, k, b * batch, count, ds.labels))
                 if writer:
                     parts[k].save(b, arr)
                 loaded[k].append(arr)
@@ -142,6 +145,8 @@ def _run(ctx: Context, job: Job, batch: int | None, state: dict) -> list[tuple[d
     for k in range(D):
         arr = records.cell_arrays(loaded[k], np.asarray(cfg.eps, np.float64), labels, ds.ids, minimum_norm,
                                   grad=job.threat in ("through", "eot"))
+        if ctx.save_adversarials:
+            arr[adversarials.ARRAYS] = adversarials.cell_arrays(loaded[k], cfg.eps)
         scored = {}
         if getattr(ctx.defenses[job.defenses[k]], "randomised", False):  # how it was scored, named in the record
             scored = ctx.scoring(job.defenses[k]).settings()
@@ -161,3 +166,14 @@ def _batch_arrays(got, k: int, count: int, draws: int = 1) -> dict:
     if draws > 1:
         out.update(clean_draws=clean_draws[k, :draws, :count], adv_draws=adv_draws[:, k, :draws, :count])
     return out
+
+
+def _adversarial_fields(got, k: int, lo: int, count: int, labels) -> dict:
+    """Defense ``k``'s broken images of one batch (``--save-adversarials``), the batch starting at row ``lo``."""
+    clean_pred, adv_pred = got[0], got[1]
+    shown = got[7]
+    return adversarials.batch_fields(np.arange(lo, lo + count), np.asarray(labels)[lo:lo + count],
+                                     clean_pred[k, :count], adv_pred[:, k, :count],
+                                     np.moveaxis(shown["adversarial"][:count], 0, 1),
+                                     np.moveaxis(shown["defended"][:count, :, k], 0, 1), shown["clean"][:count],
+                                     shown["clean_defended"][:count, k])

@@ -78,12 +78,13 @@ class PartialCell:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def resume_point(cells: list[PartialCell], total: int) -> tuple[int, list[list[dict]]]:
-    """The first batch some cell lacks, and every cell's arrays for the batches before it."""
+def resume_point(cells: list[PartialCell], total: int, needs=()) -> tuple[int, list[list[dict]]]:
+    """The first batch some cell lacks, and every cell's arrays for the batches before it. ``needs``:
+    arrays a batch file must hold to count (one written without them is recomputed)."""
     loaded: list[list[dict]] = [[] for _ in cells]
     for b in range(total):
         got = [c.load(b) for c in cells]
-        if any(g is None for g in got):
+        if any(g is None or not all(k in g for k in needs) for g in got):
             return b, loaded
         for acc, g in zip(loaded, got):
             acc.append(g)

@@ -50,8 +50,13 @@ def attack_with_step(attack, view, x, y, key):
     return x_adv, jnp.full((x.shape[0],), -1, jnp.int32)
 
 
+def to_uint8(x):
+    """Images in [0, 1] as uint8 ``round(x * 255)`` (clipped to [0, 1] first)."""
+    return jnp.round(jnp.clip(x, 0.0, 1.0) * 255).astype(jnp.uint8)
+
+
 def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_samples: int, minimum_norm: bool = False,
-                 scorings=None):
+                 scorings=None, images: bool = False):
     """``program(params, x, y, key, rows, eps) -> (clean_pred[D, B], adv_pred[E, D, B], step[E, D, B],
     norm[B], grad_norm[B], clean_draws[D, K, B], adv_draws[E, D, K, B])`` for one grid job: its
     attack's final iterate at each budget.
@@ -67,7 +72,10 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
     draws repeats its last). Outputs: ``clean_pred`` the defended model's class on the clean images
     and ``adv_pred`` at each budget, under the all-draws criterion
     (:func:`robustjax.eval.scoring.representative`: the label only if every draw is correct), and
-    ``clean_draws`` / ``adv_draws`` every draw's class; ``step`` the attack's first fooling evaluation
+    ``clean_draws`` / ``adv_draws`` every draw's class; with ``images`` an eighth output, the uint8
+    images of ``--save-adversarials`` (``clean`` [B, ...], ``clean_defended`` [B, D, ...],
+    ``adversarial`` [B, E, ...], ``defended`` [B, E, D, ...]; the defense's output on the first
+    scoring draw); ``step`` the attack's first fooling evaluation
     where it reports one (-1 otherwise and where not broken); ``norm`` the L2 norm of the perturbation
     (minimum-norm attacks, else 0); ``grad_norm`` the L2 norm of the attacker view's cross-entropy
     gradient at the clean image (through and eot only, else 0), for the gradient-masking check.
@@ -87,12 +95,14 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
         def per_image(xi, yi, row):
             dkey, akey = image_keys(key, row)
             skeys = [s.keys(key, row, dkey) for s in scorings]
-            out = body(g, xi[None], yi[None], dkey, akey, skeys, eps)
-            return jax.tree.map(lambda a: a[..., 0], out)
+            out, shown = body(g, xi[None], yi[None], dkey, akey, skeys, eps)
+            return jax.tree.map(lambda a: a[..., 0], out), shown
 
-        clean_pred, adv_pred, step, norm, grad_norm, clean_draws, adv_draws = jax.vmap(per_image)(x, y, rows)
+        out, shown = jax.vmap(per_image)(x, y, rows)
+        clean_pred, adv_pred, step, norm, grad_norm, clean_draws, adv_draws = out
         move = functools.partial(jnp.moveaxis, source=0, destination=-1)  # image axis last
-        return (clean_pred.T, move(adv_pred), move(step), norm, grad_norm, move(clean_draws), move(adv_draws))
+        out = (clean_pred.T, move(adv_pred), move(step), norm, grad_norm, move(clean_draws), move(adv_draws))
+        return (*out, shown) if images else out
 
     def body(g, x, y, dkey, akey, skeys, eps):
         B = x.shape[0]
@@ -105,11 +115,22 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
             draws = jnp.stack(draws)
             return jax.vmap(lambda dr: representative(dr, y))(draws), draws
 
+        def defended(xs):  # (D, B, ...): the defenses' outputs on their first scoring draw
+            return jnp.stack([d(xs, keys[0]) for d, keys in zip(defenses, skeys)])
+
+        def shown(adversarial):  # this image's uint8 images (B = 1 dropped), when asked for
+            if not images:
+                return {}
+            return {"clean": to_uint8(x[0]), "clean_defended": to_uint8(defended(x)[:, 0]),
+                    "adversarial": to_uint8(adversarial[:, 0]),
+                    "defended": to_uint8(jax.vmap(defended)(adversarial)[:, :, 0])}
+
         clean_pred, clean_draws = preds(x)
         zeros = jnp.zeros((B,), jnp.float32)
         if n_attacked == 0:
             none = jnp.zeros((0, D, B), jnp.int32)
-            return clean_pred, none, none, zeros, zeros, clean_draws, jnp.zeros((0, D, K, B), jnp.int32)
+            out = clean_pred, none, none, zeros, zeros, clean_draws, jnp.zeros((0, D, K, B), jnp.int32)
+            return out, shown(jnp.zeros((0, *x.shape), x.dtype))
         view = attacker_view(threat, g, defenses[0], dkey, eot_samples)
         grad_norm = l2_norms(loss_grad(view, x, y)).astype(jnp.float32) if threat in ("through", "eot") else zeros
 
@@ -124,15 +145,16 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
             pred = jnp.where(within[:, None, :], adv[None], clean_pred[None])  # (E, D, B)
             draws = jnp.where(within[:, None, None, :], adv_draws[None], clean_draws[None])  # (E, D, K, B)
             step = jax.vmap(lambda p: broken_step(p, step))(pred)
-            return clean_pred, pred, step, norm.astype(jnp.float32), grad_norm, clean_draws, draws
+            out = clean_pred, pred, step, norm.astype(jnp.float32), grad_norm, clean_draws, draws
+            return out, shown(jnp.broadcast_to(x_adv, (eps.shape[0], *x_adv.shape)))  # one point at every bound
 
         def one(e):
             x_adv, step = attack_with_step(make_attack(e), view, x, y, akey)
             pred, draws = preds(x_adv)
-            return pred, broken_step(pred, step), draws
+            return pred, broken_step(pred, step), draws, x_adv
 
-        adv_pred, step, adv_draws = jax.vmap(one)(eps)
-        return clean_pred, adv_pred, step, zeros, grad_norm, clean_draws, adv_draws
+        adv_pred, step, adv_draws, x_adv = jax.vmap(one)(eps)
+        return (clean_pred, adv_pred, step, zeros, grad_norm, clean_draws, adv_draws), shown(x_adv)
 
     return program
 
@@ -151,6 +173,21 @@ def clean_program(f, defense, scoring=None):
             return representative(draw_preds(g, defense, keys, xi[None]), yi[None])[0]
 
         return jax.vmap(one)(x, y, rows)
+
+    return program
+
+
+def images_program(defense, scoring=None):
+    """``program(x, key, rows) -> (x_u8[B, S, S, 3], defended_u8[B, S, S, 3])``: images and the defense's
+    output on them, as uint8 (:func:`to_uint8`), on each image's first scoring draw (the suite's
+    ``--save-adversarials``)."""
+    scoring = scoring or Scoring()
+
+    def program(x, key, rows):
+        def one(xi, row):
+            return defense(xi[None], scoring.keys(key, row, image_keys(key, row)[0])[0])[0]
+
+        return to_uint8(x), to_uint8(jax.vmap(one)(x, rows))
 
     return program
 
@@ -228,10 +265,11 @@ def state_shapes(f, defense, member, make_attack, eot_samples: int, image_shape,
     return jax.eval_shape(start, x, jax.ShapeDtypeStruct((1,), jnp.int32))
 
 
-def member_program(f, defense, member, make_attack, eot_samples: int, scoring=None):
+def member_program(f, defense, member, make_attack, eot_samples: int, scoring=None, points: bool = False):
     """``program(params, x, y, rows, key, eps, idx) -> (broken[S], pred[S], step[S], iters)`` for a
     member that is not tracked (APGD/APGD-T/Square keep their own best point; any other attack's
-    final point is scored) on the gathered rows ``idx`` of the batch (padding as :func:`tracked_program`)."""
+    final point is scored) on the gathered rows ``idx`` of the batch (padding as :func:`tracked_program`).
+    ``points``: a fifth output, the scored adversarial points ``(S, ...)`` (``--save-adversarials``)."""
 
     def program(params, x, y, rows, key, eps, idx):
         g = with_state(f, params)
@@ -244,10 +282,11 @@ def member_program(f, defense, member, make_attack, eot_samples: int, scoring=No
             p = score(xa)
             broken = p != yi[None]
             iters = int(getattr(attack, "steps", getattr(attack, "queries", 1)))
-            return broken[0], p[0], jnp.where(broken, step, -1)[0], iters
+            return broken[0], p[0], jnp.where(broken, step, -1)[0], iters, xa[0]
 
-        broken, pred, step, iters = jax.vmap(one)(x[at], y[at], rows[at])
-        return broken, pred, step, jnp.max(iters)
+        broken, pred, step, iters, xa = jax.vmap(one)(x[at], y[at], rows[at])
+        out = broken, pred, step, jnp.max(iters)
+        return (*out, xa) if points else out
 
     return program
 

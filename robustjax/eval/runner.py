@@ -14,7 +14,7 @@ import sys
 import time
 
 from robustjax import data as rdata
-from robustjax.eval import grid, outcomes, suite
+from robustjax.eval import adversarials, grid, outcomes, suite
 from robustjax.eval.components import Components, model_info
 from robustjax.eval.context import Context
 from robustjax.eval.mesh import BatchMesh
@@ -84,7 +84,10 @@ class Runner:
             for cell in job.cells():
                 key = ctx.key(cell)
                 keys.append(key)
-                if key in done:
+                if key in done and cfg.get("save_adversarials", False) and not adversarials.exists(cfg.out, key):
+                    self.log(f"[{i}/{len(all_jobs)}] {cell.label}: done without its adversarial examples, recomputed")
+                    todo.append((cell, key))
+                elif key in done:
                     self.log(f"[{i}/{len(all_jobs)}] {cell.label}: done, skipped")
                 else:
                     todo.append((cell, key))
@@ -109,7 +112,10 @@ class Runner:
         skipped = getattr(ctx.ds, "skipped", ())
         if skipped:  # files --skip-unreadable left out: named in the record and the report
             rec["skipped_unreadable"] = list(skipped)
+        adv = arr.pop(adversarials.ARRAYS, None)
         if self.mesh.process_index == 0:
+            if adv is not None:  # before the record, as the outcomes
+                adversarials.write(self.cfg.out, key, adv, adversarials.class_names(ctx.f, ctx.ds))
             outcomes.write(self.cfg.out, key, arr)  # before the record: a stored record always has its outcomes
             self.store.append(rec)
             PartialCell(self.cfg.out, key, rec["batch_size"], len(ctx.ds)).clear()

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robustjax import data as rdata
-from robustjax.eval import autoattack, records
+from robustjax.eval import adversarials, autoattack, records
 from robustjax.eval import precision as _precision
 from robustjax.eval import program as P
 from robustjax.eval.context import Context
@@ -58,6 +58,7 @@ class Members:
         self.ctx, self.job, self.f, self.params, self.key, self.batch = ctx, job, f, params, key, batch
         self.defense = ctx.defenses[job.defenses[0]]
         self.scoring = ctx.scoring(job.defenses[0])
+        self.points = ctx.save_adversarials  # non-tracked programs also return their points
         self.shapes = shapes(batch, ctx.mesh.size)
         self.programs: dict = {}
         self.compile_s = 0.0
@@ -96,9 +97,10 @@ class Members:
             scalar = sds((), jnp.int32, sharding=rep)
             compiled = jitted.lower(*common, leaves, vec, vec, idx, scalar, scalar).compile()
         else:
-            fn = P.member_program(self.f, self.defense, m, self.make_attack(m), eot, scoring=self.scoring)
+            fn = P.member_program(self.f, self.defense, m, self.make_attack(m), eot, scoring=self.scoring,
+                                  points=self.points)
             jitted = jax.jit(_precision.program(fn, ctx.precision), in_shardings=(rep, dat, dat, dat, rep, rep, rep),
-                             out_shardings=(rep,) * 4)
+                             out_shardings=(rep,) * (5 if self.points else 4))
             compiled = jitted.lower(*common, idx).compile()
         self.compile_s += time.perf_counter() - t0
         self.programs[i, size] = compiled
@@ -107,15 +109,19 @@ class Members:
     def size_for(self, count: int) -> int:
         return next(s for s in self.shapes if s >= count)
 
-    def attack(self, i: int, batch_args, eps, rows: np.ndarray):
+    def attack(self, i: int, batch_args, eps, rows: np.ndarray, points: Points | None = None):
         """Member ``i`` on the batch's positions ``rows`` at budget ``eps``: ``(broken, pred, step, passes)``
-        over ``rows`` (passes: gathered rows per call, padding included, x iterations run)."""
+        over ``rows`` (passes: gathered rows per call, padding included, x iterations run). ``points``:
+        takes the adversarial points of the rows it broke."""
         mesh, B = self.ctx.mesh, self.batch
         e = jax.device_put(np.float32(eps), mesh.replicated)
         if not self.tracked[i]:
             size = self.size_for(len(rows))
             idx = _padded(rows, size, B)
-            broken, pred, step, iters = (np.asarray(a) for a in self.program(i, size)(*batch_args, e, idx))
+            out = self.program(i, size)(*batch_args, e, idx)
+            broken, pred, step, iters = (np.asarray(a) for a in out[:4])
+            if points is not None:
+                points.take(out[4], np.where(broken, idx, B).astype(np.int32))
             n = len(rows)
             return broken[:n], pred[:n], step[:n], size * int(iters)
         steps = int(self.make_attack(self.job.members[i])(eps).steps)
@@ -131,6 +137,8 @@ class Members:
             passes += size * int(iters)
             active = active[np.asarray(found)[active] < 0]
             done = stop
+        if points is not None:
+            points.take_tracked(state, found)
         found, pred = np.asarray(found), np.asarray(pred)
         return found[rows] >= 0, pred[rows], found[rows], passes
 
@@ -140,19 +148,22 @@ def _padded(rows: np.ndarray, size: int, fill: int) -> np.ndarray:
     return np.concatenate([rows, np.full(size - len(rows), fill, np.int32)]).astype(np.int32)
 
 
-def _attack_batch(members: Members, batch_args, clean: np.ndarray, labels: np.ndarray, count: int, attacked) -> dict:
-    """Every budget (ascending, nested) and every member on one batch; its arrays and counters."""
+def _attack_batch(members: Members, batch_args, clean: np.ndarray, labels: np.ndarray, count: int, attacked,
+                  points: Points | None = None) -> dict:
+    """Every budget (ascending, nested) and every member on one batch; its arrays and counters, and
+    with ``points`` (reset to the batch) the broken images (:func:`robustjax.eval.adversarials.batch_fields`)."""
     M, E = len(members.job.members), len(attacked)
     adv_pred, step = np.tile(clean, (E, 1)), np.full((E, len(clean)), -1, np.int32)
     counters = {k: np.zeros((M, E), np.int64) for k in ("attacked", "broken", "passes")}
     standing = np.flatnonzero(clean[:count] == labels[:count]).astype(np.int32)
+    shown = [None] * E
     fallen, fallen_pred, fallen_step = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32)
     for j in np.argsort(attacked, kind="stable"):
         adv_pred[j, fallen], step[j, fallen] = fallen_pred, fallen_step  # broken at a smaller budget: kept
         for i in range(M):
             if not len(standing):
                 break
-            broken, pred, st, passes = members.attack(i, batch_args, attacked[j], standing)
+            broken, pred, st, passes = members.attack(i, batch_args, attacked[j], standing, points)
             hit = standing[broken]
             adv_pred[j, hit], step[j, hit] = pred[broken], st[broken]
             for k, v in (("attacked", len(standing)), ("broken", len(hit)), ("passes", passes)):
@@ -161,7 +172,54 @@ def _attack_batch(members: Members, batch_args, clean: np.ndarray, labels: np.nd
             fallen_pred = np.concatenate([fallen_pred, pred[broken]])
             fallen_step = np.concatenate([fallen_step, st[broken]])
             standing = standing[~broken]
-    return {"clean_pred": clean[:count], "adv_pred": adv_pred[:, :count], "step": step[:, :count], **counters}
+        if points is not None and len(fallen):  # every fallen image's point (earlier budgets' ones kept)
+            shown[j] = points.images()
+    arr = {"clean_pred": clean[:count], "adv_pred": adv_pred[:, :count], "step": step[:, :count], **counters}
+    if points is not None:
+        arr.update(points.fields(shown, clean, labels, adv_pred, count))
+    return arr
+
+
+class Points:
+    """The adversarial point of each row of one batch on the devices (``--save-adversarials``): the
+    clean image until a member breaks the row, then the point that broke it, kept at larger budgets."""
+
+    def __init__(self, ctx: Context, defense, scoring, key):
+        rep, dat = ctx.mesh.replicated, ctx.mesh.data
+        self.key, self.lo, self.rows, self.buffer, self.clean = key, 0, None, None, None
+        self._images = jax.jit(_precision.program(P.images_program(defense, scoring), ctx.precision),
+                               out_shardings=rep)
+        self._tracked = jax.jit(lambda buf, state, found: jnp.where((found >= 0)[:, None, None, None],
+                                                                     P.point(state)[:, 0], buf), out_shardings=dat)
+        self._gathered = jax.jit(lambda buf, xa, idx: buf.at[idx].set(xa, mode="drop"), out_shardings=dat)
+
+    def reset(self, x, rows, lo: int) -> None:
+        """A new batch: ``x`` and ``rows`` its images and positions (global arrays), ``lo`` its first row."""
+        self.rows, self.lo, self.buffer = rows, lo, x
+        self.clean = self.images()
+
+    def take_tracked(self, state, found) -> None:
+        """A tracked member's points (its state) at the rows where ``found`` >= 0."""
+        self.buffer = self._tracked(self.buffer, state, found)
+
+    def take(self, xa, idx) -> None:
+        """A member's gathered points ``xa`` at the batch's positions ``idx`` (>= batch: dropped)."""
+        self.buffer = self._gathered(self.buffer, xa, idx)
+
+    def images(self) -> tuple[np.ndarray, np.ndarray]:
+        """The buffer's points and the defense's outputs on them, uint8, on the host."""
+        return tuple(np.asarray(a) for a in self._images(self.buffer, self.key, self.rows))
+
+    def fields(self, shown, clean_pred, labels, adv_pred, count: int) -> dict:
+        """The batch's broken images (``shown[j]``: :meth:`images` after budget ``j``)."""
+        x, dx = self.clean
+        blank = np.zeros((len(shown), count, *x.shape[1:]), np.uint8)
+        adv, dadv = blank.copy(), blank.copy()
+        for j, got in enumerate(shown):
+            if got is not None:
+                adv[j], dadv[j] = got[0][:count], got[1][:count]
+        return adversarials.batch_fields(np.arange(self.lo, self.lo + count), labels[:count], clean_pred[:count],
+                                         adv_pred[:, :count], adv, dadv, x[:count], dx[:count])
 
 
 class _Compiled:
@@ -204,11 +262,12 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
     n, total = len(ds), rdata.num_batches(len(ds), batch)
     labels = np.asarray(ds.labels, np.int32)
     part = PartialCell(cfg.out, ctx.key(job.cells()[0]), batch, n)
-    start, (loaded,) = resume_point([part], total)
+    start, (loaded,) = resume_point([part], total, adversarials.BATCH_FIELDS if ctx.save_adversarials else ())
     lost = part.count_lost() if mesh.process_index == 0 else 0
     if start:
         ctx.log(f"    resuming at batch {start + 1} of {total}: {start} batch(es) read from {part.dir.parent}")
     members = Members(ctx, job, f, params, key, batch)
+    points = Points(ctx, ctx.defenses[job.defenses[0]], members.scoring, key) if ctx.save_adversarials else None
     defense = ctx.defenses[job.defenses[0]]
     clean_fn = _compile_clean(ctx, f, defense, members.scoring, params, batch) if start < total else None
     members.compile_s += clean_fn.compile_s if clean_fn is not None else 0.0
@@ -228,7 +287,9 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
             clean = np.asarray(clean_fn(params, args[1], args[2], key, rows))
             batch_labels = np.full(batch, -1, np.int32)
             batch_labels[:bt.count] = labels[lo:lo + bt.count]
-            arr = _attack_batch(members, args, clean, batch_labels, bt.count, attacked)
+            if points is not None:
+                points.reset(args[1], rows, lo)
+            arr = _attack_batch(members, args, clean, batch_labels, bt.count, attacked, points)
             if mesh.process_index == 0:
                 part.save(bt.index, arr)
             loaded.append(arr)
@@ -241,6 +302,8 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
             progress.close()
     run_s = time.perf_counter() - t0 - members.compile_s
     arr = records.cell_arrays(loaded, np.asarray(cfg.eps, np.float64), labels, ds.ids)
+    if ctx.save_adversarials:
+        arr[adversarials.ARRAYS] = adversarials.cell_arrays(loaded, cfg.eps)
     suite = [{"member": m.label, "norm": m.attack.norm,
               **{k: [int(v) for v in sum((b[k][i] for b in loaded), np.zeros(len(attacked), np.int64))]
                  for k in ("attacked", "broken", "passes")}}
