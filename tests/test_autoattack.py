@@ -22,11 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, WEIGHTS, need
-from PIL import Image
-from torch_refs import load_cifar_resnet
+from torch_refs import cifar_resnet20_case, nchw, nhwc
 
-from robustjax import attacks, models
+from robustjax import attacks
 
 torchattacks = pytest.importorskip("torchattacks")
 pytestmark = pytest.mark.slow
@@ -43,29 +41,13 @@ EPS = 8 / 255
 
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
-    os.environ.setdefault("ROBUSTJAX_CACHE", str(tmp_path_factory.mktemp("cache")))
-    os.environ["ROBUSTJAX_WEIGHTS"] = str(WEIGHTS)
-    files = sorted(need(DATA / "cifar10-test-jpeg").glob("*/*.jpg"))
-    idx = np.random.default_rng(0).choice(len(files), max(N, N64, NT), replace=False)
-    labels = models.zoo.MODELS.get("cifar_resnet20").labels
-    x = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]).astype(np.float32) / 255.0
-    y = np.array([labels.index(files[i].parent.name) for i in idx])
-    ref = load_cifar_resnet(next(need(WEIGHTS / "cifar10-resnet").glob("resnet20-*.th")), 20)
-    return models.load("cifar_resnet20"), ref, x, y
-
-
-def _nchw(x):
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous()
-
-
-def _nhwc(t):
-    return t.permute(0, 2, 3, 1).detach().numpy()
+    return cifar_resnet20_case(max(N, N64, NT), tmp_path_factory.mktemp("cache"))
 
 
 def _torchattacks_start(ref, x, y, eps, norm="Linf", seed=0):
     """torchattacks APGD's first random start, drawn as its ``perturb`` draws it (seeded, on the
     clean-correct images in batch order), scattered back into a full batch (others: the clean image)."""
-    xt, yt = _nchw(x), torch.from_numpy(y)
+    xt, yt = nchw(x), torch.from_numpy(y)
     with torch.no_grad():
         correct = (ref(xt).argmax(1) == yt).numpy()
     sub = xt[torch.from_numpy(np.flatnonzero(correct))]
@@ -79,7 +61,7 @@ def _torchattacks_start(ref, x, y, eps, norm="Linf", seed=0):
         t = torch.randn(sub.shape)
         start = sub + eps * torch.ones([n, 1, 1, 1]) * t / ((t**2).sum(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-12)
     full = x.copy()
-    full[correct] = _nhwc(start.clamp(0.0, 1.0))
+    full[correct] = nhwc(start.clamp(0.0, 1.0))
     return full
 
 
@@ -99,9 +81,9 @@ def test_apgd_matches_torchattacks_float64(cifar, loss):
         x64 = x.astype(np.float64)
         start = _torchattacks_start(ref64, x64, y, EPS64)
         ta = torchattacks.APGD(ref64, norm="Linf", eps=EPS64, steps=STEPS64, n_restarts=1, seed=0, loss=loss, rho=0.75)
-        theirs = _nhwc(ta(_nchw(x64), torch.from_numpy(y)))
+        theirs = nhwc(ta(nchw(x64), torch.from_numpy(y)))
         with torch.no_grad():
-            acc_theirs = float((ref64(_nchw(theirs)).argmax(1).numpy() == y).mean())
+            acc_theirs = float((ref64(nchw(theirs)).argmax(1).numpy() == y).mean())
     finally:
         ref.float()
     with jax.enable_x64(True):
@@ -127,9 +109,9 @@ def test_apgd_t_robust_accuracy_matches_torchattacks(cifar):
     f, ref, x, y = cifar
     x, y = x[:NT], y[:NT]
     ta = torchattacks.APGDT(ref, norm="Linf", eps=EPST, steps=STEPST, n_restarts=1, seed=0, n_classes=10)
-    theirs = _nhwc(ta(_nchw(x), torch.from_numpy(y)))
+    theirs = nhwc(ta(nchw(x), torch.from_numpy(y)))
     with torch.no_grad():
-        acc_theirs = float((ref(_nchw(theirs)).argmax(1).numpy() == y).mean())
+        acc_theirs = float((ref(nchw(theirs)).argmax(1).numpy() == y).mean())
     res = jax.jit(lambda v, t: attacks.APGDT(eps=EPST, steps=STEPST).run(f, v, t, key=jax.random.key(0)))(x, y)
     acc_ours = float(1 - np.asarray(res.fooled).mean())
     print(f"apgd-t N={NT} steps={STEPST} eps={EPST * 255:.0f}/255: robust accuracy ours {acc_ours:.4f} "
@@ -146,7 +128,7 @@ def test_square_matches_torchattacks(cifar):
     f, ref, x, y = cifar
     x, y = x[:N], y[:N]
     queries, seeds = 1000, int(os.environ.get("ROBUSTJAX_AA_SQUARE_SEEDS", 4))
-    xt, yt = _nchw(x), torch.from_numpy(y)
+    xt, yt = nchw(x), torch.from_numpy(y)
     with torch.no_grad():
         correct = ref(xt).argmax(1) == yt
     acc_theirs, q_theirs = [], []

@@ -24,12 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, WEIGHTS, need
-from PIL import Image
 from test_fab_unit import torch_float64
-from torch_refs import load_cifar_resnet
+from torch_refs import cifar_resnet20_case, nchw, nhwc
 
-from robustjax import attacks, models
+from robustjax import attacks
 
 torchattacks = pytest.importorskip("torchattacks")
 pytestmark = pytest.mark.slow
@@ -43,23 +41,7 @@ TORCH_NORM = {"linf": "Linf", "l2": "L2"}
 
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
-    os.environ.setdefault("ROBUSTJAX_CACHE", str(tmp_path_factory.mktemp("cache")))
-    os.environ["ROBUSTJAX_WEIGHTS"] = str(WEIGHTS)
-    files = sorted(need(DATA / "cifar10-test-jpeg").glob("*/*.jpg"))
-    idx = np.random.default_rng(0).choice(len(files), max(N, N64), replace=False)
-    labels = models.zoo.MODELS.get("cifar_resnet20").labels
-    x = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]).astype(np.float32) / 255.0
-    y = np.array([labels.index(files[i].parent.name) for i in idx])
-    ref = load_cifar_resnet(next(need(WEIGHTS / "cifar10-resnet").glob("resnet20-*.th")), 20)
-    return models.load("cifar_resnet20"), ref, x, y
-
-
-def _nchw(x):
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous()
-
-
-def _nhwc(t):
-    return t.permute(0, 2, 3, 1).detach().numpy()
+    return cifar_resnet20_case(max(N, N64), tmp_path_factory.mktemp("cache"))
 
 
 def _norms(v, norm):
@@ -73,11 +55,11 @@ def test_fab_robust_accuracy_and_median_norm_match_torchattacks(cifar, norm, eps
     x, y = x[:N], y[:N]
     t0 = time.perf_counter()
     ta = torchattacks.FAB(ref, norm=TORCH_NORM[norm], eps=1e10, steps=STEPS, n_restarts=1, n_classes=10)
-    theirs = _nhwc(ta(_nchw(x), torch.from_numpy(y)))
+    theirs = nhwc(ta(nchw(x), torch.from_numpy(y)))
     t_theirs = time.perf_counter() - t0
     with torch.no_grad():
-        clean_ok = ref(_nchw(x)).argmax(1).numpy() == y
-        wrong_theirs = ref(_nchw(theirs)).argmax(1).numpy() != y
+        clean_ok = ref(nchw(x)).argmax(1).numpy() == y
+        wrong_theirs = ref(nchw(theirs)).argmax(1).numpy() != y
     norm_theirs = np.where(clean_ok & wrong_theirs, _norms(theirs - x, norm), np.inf)
     norm_theirs[~clean_ok] = 0.0
 
@@ -112,9 +94,9 @@ def test_fab_matches_torchattacks_float64(cifar, norm, targeted):
         with torch_float64(torch):
             ta = torchattacks.FAB(ref64, norm=TORCH_NORM[norm], eps=eps, steps=STEPS64, n_restarts=1,
                                   multi_targeted=targeted, n_classes=10)
-            theirs = _nhwc(ta(_nchw(x), torch.from_numpy(y)))
+            theirs = nhwc(ta(nchw(x), torch.from_numpy(y)))
             with torch.no_grad():
-                acc_theirs = float((ref64(_nchw(theirs)).argmax(1).numpy() == y).mean())
+                acc_theirs = float((ref64(nchw(theirs)).argmax(1).numpy() == y).mean())
     finally:
         ref.float()
     with jax.enable_x64(True):

@@ -55,3 +55,39 @@ def load_cifar_resnet(path, depth):
     sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k[len("module."):]: v for k, v in sd.items()})
     return model.eval()
+
+
+def nchw(x):
+    """NHWC numpy images -> a contiguous NCHW torch tensor."""
+    import numpy as np
+
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous()
+
+
+def nhwc(t):
+    """An NCHW torch tensor -> NHWC numpy images."""
+    return t.permute(0, 2, 3, 1).detach().numpy()
+
+
+def cifar_resnet20_case(n: int, cache_dir):
+    """``(ours, theirs, x, y)``: the real CIFAR ResNet-20 converted (robustjax) and in PyTorch, and ``n``
+    JPEG CIFAR-10 test images drawn with seed 0 (float32 NHWC in [0, 1]) with their labels; the
+    conversion cache under ``cache_dir`` unless ROBUSTJAX_CACHE is set. Skips when the shared
+    weights or data are absent."""
+    import os
+
+    import numpy as np
+    from conftest import DATA, WEIGHTS, need
+    from PIL import Image
+
+    from robustjax import models
+
+    os.environ.setdefault("ROBUSTJAX_CACHE", str(cache_dir))
+    os.environ["ROBUSTJAX_WEIGHTS"] = str(WEIGHTS)
+    files = sorted(need(DATA / "cifar10-test-jpeg").glob("*/*.jpg"))
+    idx = np.random.default_rng(0).choice(len(files), n, replace=False)
+    labels = models.zoo.MODELS.get("cifar_resnet20").labels
+    x = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]).astype(np.float32) / 255.0
+    y = np.array([labels.index(files[i].parent.name) for i in idx])
+    ref = load_cifar_resnet(next(need(WEIGHTS / "cifar10-resnet").glob("resnet20-*.th")), 20)
+    return models.load("cifar_resnet20"), ref, x, y
