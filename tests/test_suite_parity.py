@@ -25,7 +25,10 @@ from tests.eval_standins import components, get_defense, tiny_classifier
 from tests.test_eval_runner import cfg as base_cfg
 
 # (spec, budget): L2 budgets are per-image norms over 32*32*3 values
-CASES = [("ifgsm", 8 / 255), ("pgd", 8 / 255), ("pgd:norm=l2", 0.5), ("mifgsm", 8 / 255), ("fgsm", 8 / 255)]
+# iFGSM and PGD L2 in the fast tier; PGD L-inf, MI-FGSM and FGSM in the slow one (CI runs both)
+CASES = [("ifgsm", 8 / 255), ("pgd:norm=l2", 0.5), *(pytest.param(spec, eps, marks=pytest.mark.slow)
+                                                    for spec, eps in (("pgd", 8 / 255), ("mifgsm", 8 / 255),
+                                                                      ("fgsm", 8 / 255)))]
 
 
 def real_components():
