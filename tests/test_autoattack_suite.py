@@ -61,6 +61,7 @@ def test_bad_autoattack_specs_fail_before_compute(tmp_path, hp, message):
     assert calls == []
 
 
+@pytest.mark.slow  # four members compiled on the tiny CNN: about 20 s
 def test_standard_version_runs_as_a_suite_and_states_its_settings(tmp_path, monkeypatch):
     """AutoAttack standard on the tiny CNN, few steps and queries (the member list and order stay
     AutoAttack's): every member reports, and the report opens with the version line."""

@@ -102,6 +102,7 @@ def test_suite_outcomes_do_not_depend_on_batch_size_and_broken_images_cost_no_mo
     every few steps, so the batch (4 or 20) changes the passes spent but no image's outcome."""
     def run(batch):
         c = base_cfg(tmp_path / f"b{batch}", defenses=["noise:16"], threats=["through"], eps=[0.0, 16 / 255, 32 / 255],
+                     draws=2,
                      attacks=[{"name": "adaptive", "members": ["pgd:steps=10@through", "ifgsm@bpda"]}],
                      batch_size=batch)
         (r,) = Runner(c, components(), progress=False).run()

@@ -159,8 +159,8 @@ def test_report_tables_and_sequential_layout(tmp_path):
 
 
 def test_eot_threat(tmp_path):
-    recs = Runner(cfg(tmp_path, defenses=["quant:8", "noise:64"], attacks=["ifgsm"], threats=["through", "eot"]),
-                  components(), progress=False).run()
+    recs = Runner(cfg(tmp_path, defenses=["quant:8", "noise:64"], attacks=["ifgsm"], threats=["through", "eot"],
+                      draws=1), components(), progress=False).run()  # one scoring draw: the test is the attacker's
     acc = accuracies(recs)
     assert acc[("quant:8", "ifgsm", "eot")] == acc[("quant:8", "ifgsm", "through")]  # deterministic: eot = through
     assert recs[-1]["settings"]["eot_samples"] == 8

@@ -95,6 +95,7 @@ def _qp_optimum(t, w, b):
     return best
 
 
+@pytest.mark.slow  # 60 linear programs: about 15 s
 @PROPERTY
 @given(d=st.integers(3, 8), seed=st.integers(0, 2**32 - 1), ties=st.booleans(), zeros=st.booleans())
 def test_l1_projection_is_the_lp_optimum(d, seed, ties, zeros):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 from weights_server import WeightsServer
 
@@ -21,6 +22,7 @@ def _eval(out, env):
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # three CLI runs in subprocesses: about 20 s
 def test_cli_downloads_verifies_converts_and_runs_then_reuses(weights_dir, tmp_path):
     cache = tmp_path / "cache"
     env = {k: v for k, v in os.environ.items() if k not in ("ROBUSTJAX_WEIGHTS", "ROBUSTJAX_OFFLINE")}
