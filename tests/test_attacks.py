@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torchattacks
-from conftest import DATA, WEIGHTS, need
-from PIL import Image
-from torch_refs import load_cifar_resnet
+from torch_refs import cifar_resnet20_case
 
-from robustjax import attacks, models
+from robustjax import attacks
 from robustjax.attacks.base import l2_norms
 
 pytestmark = pytest.mark.slow  # real weights / data: parity with the reference
@@ -22,17 +20,7 @@ N_PARITY = 256
 
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
-    import os
-
-    os.environ.setdefault("ROBUSTJAX_CACHE", str(tmp_path_factory.mktemp("cache")))
-    os.environ["ROBUSTJAX_WEIGHTS"] = str(WEIGHTS)
-    files = sorted(need(DATA / "cifar10-test-jpeg").glob("*/*.jpg"))
-    idx = np.random.default_rng(0).choice(len(files), N_PARITY, replace=False)
-    labels = models.zoo.MODELS.get("cifar_resnet20").labels
-    x = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]).astype(np.float32) / 255.0
-    y = np.array([labels.index(files[i].parent.name) for i in idx])
-    ref = load_cifar_resnet(next(need(WEIGHTS / "cifar10-resnet").glob("resnet20-*.th")), 20)
-    return models.load("cifar_resnet20"), ref, x, y
+    return cifar_resnet20_case(N_PARITY, tmp_path_factory.mktemp("cache"))
 
 
 def _torch_attack(ref, attack, x, y):
