@@ -28,7 +28,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, l2_norms, loop, num_classes, per_image
+from robustjax.attacks.base import (
+    check_inputs,
+    check_nonnegative,
+    check_norm,
+    check_steps,
+    l2_norms,
+    loop,
+    num_classes,
+    per_image,
+)
 
 NORMS = ("linf", "l2")
 LOSSES = ("ce", "dlr")
@@ -49,10 +58,6 @@ class APGDResult(NamedTuple):
     fooled: jax.Array
     iteration: jax.Array
 
-
-def check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
 
 
 def check_count(name: str, value) -> None:
@@ -286,7 +291,7 @@ def _check_x_init(x_init, x):
 
 def _check_shared_fields(attack) -> None:
     """The checks APGD and APGD-T share: norm, steps, restarts, rho and eps (ValueError naming the field)."""
-    check_norm(attack.norm)
+    check_norm(attack.norm, NORMS)
     check_steps(attack.steps)
     check_count("restarts", attack.restarts)
     check_rho(attack.rho)

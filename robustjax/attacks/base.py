@@ -117,6 +117,13 @@ def check_nonnegative(**values) -> None:
             raise ValueError(f"{name} must be >= 0, got {v}")
 
 
+def check_norm(norm: str, valid: tuple, attack: str | None = None) -> None:
+    """``ValueError`` naming ``norm`` (and ``attack``, when given) unless it is one of ``valid``."""
+    if norm not in valid:
+        prefix = f"{attack} " if attack else ""
+        raise ValueError(f"unknown {prefix}norm {norm!r}; valid: {', '.join(valid)}")
+
+
 def check_steps(steps) -> None:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")

@@ -35,7 +35,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loop, num_classes, per_image
+from robustjax.attacks.base import (
+    check_inputs,
+    check_nonnegative,
+    check_norm,
+    check_steps,
+    loop,
+    num_classes,
+    per_image,
+)
 
 NORMS = ("linf", "l2", "l1")
 # AutoAttack's FAB eps when none is given; FAB uses eps only as the radius of its random restarts (eps / 2).
@@ -62,10 +70,6 @@ class FABResult(NamedTuple):
     iteration: jax.Array
     norm: jax.Array
 
-
-def check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"unknown FAB norm {norm!r}; valid: {', '.join(NORMS)}")
 
 
 # ---------------------------------------------------------------- minimum-norm projections
@@ -376,7 +380,7 @@ class FAB:
     unroll: bool | None = None
 
     def __post_init__(self):
-        check_norm(self.norm)
+        check_norm(self.norm, NORMS, "FAB")
         check_steps(self.steps)
         _check_count("restarts", self.restarts, allow_none=True)
         _check_count("targets", self.targets)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from robustjax.attacks.base import (
     check_inputs,
     check_nonnegative,
+    check_norm,
     check_steps,
     l2_norms,
     loss_grad,
@@ -24,10 +25,6 @@ DEFAULT_EPS = {"linf": 8 / 255, "l2": 1.0}  # torchattacks PGD / PGDL2 defaults
 # alpha = eps/4 (Räber et al. 2025 Table 3; 2/255 at 8/255), PGDL2's 0.2 at 1.0
 ALPHA_FRACTION = {"linf": 1 / 4, "l2": 1 / 5}
 
-
-def check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
 
 
 def project_l2(adv, x, eps):
@@ -54,7 +51,7 @@ class PGD:
     unroll: bool | None = None
 
     def __post_init__(self):
-        check_norm(self.norm)
+        check_norm(self.norm, NORMS)
 
     @property
     def budget(self):

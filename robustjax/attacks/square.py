@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robustjax.attacks.apgd import check_count, check_norm, cross_entropy_per_image
-from robustjax.attacks.base import check_inputs, check_nonnegative, l2_norms, per_image
+from robustjax.attacks.apgd import NORMS, check_count, cross_entropy_per_image
+from robustjax.attacks.base import check_inputs, check_nonnegative, check_norm, l2_norms, per_image
 
 LOSSES = ("margin", "ce")
 COMPACT_LEVELS = 9  # forward passes compiled per search: batch sizes n, n/2, ..., n/256 (rounded up)
@@ -165,7 +165,7 @@ class Square:
     rescale_schedule: bool = True
 
     def __post_init__(self):
-        check_norm(self.norm)
+        check_norm(self.norm, NORMS)
         check_count("queries", self.queries)
         check_count("restarts", self.restarts)
         if self.loss not in LOSSES:
