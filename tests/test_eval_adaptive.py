@@ -99,18 +99,20 @@ def test_undefended_suite_keeps_one_member_per_attack():
 
 def test_suite_outcomes_do_not_depend_on_batch_size_and_broken_images_cost_no_more_steps(tmp_path):
     """Random starts (pgd) and a randomised defense draw per image; the standing images are gathered
-    every few steps, so the batch (4 or 20) changes the passes spent but no image's outcome."""
-    def run(batch):
-        c = base_cfg(tmp_path / f"b{batch}", defenses=["noise:16"], threats=["through"], eps=[0.0, 16 / 255, 32 / 255],
-                     draws=2,
+    every few steps, so the batch (4 or 20) and the window (1 or 3 batches gathered together) change
+    the passes spent but no image's outcome."""
+    def run(batch, window=1):
+        c = base_cfg(tmp_path / f"b{batch}w{window}", defenses=["noise:16"], threats=["through"],
+                     eps=[0.0, 16 / 255, 32 / 255], draws=2,
                      attacks=[{"name": "adaptive", "members": ["pgd:steps=10@through", "ifgsm@bpda"]}],
-                     batch_size=batch)
+                     batch_size=batch, suite_window=window)
         (r,) = Runner(c, components(), progress=False).run()
         df = load_outcomes(c.out).sort_values(["eps", "row"])[["row", "eps", "clean_pred", "pred", "step"]]
         return r, df.reset_index(drop=True)
 
-    (r4, a), (r20, b) = run(4), run(20)
+    (r4, a), (r20, b), (r4w, c) = run(4), run(20), run(4, window=3)
     assert a.equals(b) and r4["correct"] == r20["correct"]
+    assert a.equals(c) and r4w["suite_window"] == 3 and r4w["suite"][0]["broken"] == r4["suite"][0]["broken"]
     assert a[a.step > 0].step.nunique() >= 3  # not vacuous: images fall at different steps
     # at batch 4 (gathered into 4, 2 or 1 images) an image that falls early stops costing passes:
     # fewer than every attacked image x 10 steps, and never more than one batch of 20 spends
@@ -118,3 +120,28 @@ def test_suite_outcomes_do_not_depend_on_batch_size_and_broken_images_cost_no_mo
     assert pgd4["broken"] == pgd20["broken"] and all(b > 0 for b in pgd4["broken"])
     assert all(p < 10 * n for p, n in zip(pgd4["passes"], pgd4["attacked"]))
     assert all(p4 <= p20 for p4, p20 in zip(pgd4["passes"], pgd20["passes"]))
+
+
+def test_suite_calls_cover_the_rows_with_less_padding_than_the_smallest_call():
+    """Every count of standing rows, for the call sizes of batches 32 (one device) and 20 (4 devices):
+    the calls hold every row, each is one of the sizes, the padding is below the smallest size, and
+    no two calls could be one (their sum a size)."""
+    from robustjax.eval.suite import calls, shapes
+
+    for sizes in (shapes(32, 1), shapes(20, 4)):
+        assert sizes == sorted(set(sizes))
+        for count in range(1, 3 * sizes[-1] + 1):
+            got = calls(count, sizes)
+            assert all(s in sizes for s in got) and got == sorted(got, reverse=True)
+            assert count <= sum(got) < count + sizes[0], (count, got)
+            assert not any(a + b in sizes for a, b in zip(got, got[1:])), (count, got)
+    assert calls(17, [8, 16, 32]) == [16, 8] and calls(25, [8, 16, 32]) == [32] and calls(40, [8, 16, 32]) == [32, 8]
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_a_bad_suite_window_is_refused_before_any_compute(tmp_path, bad):
+    from robustjax.eval.config import check_shape
+
+    c = base_cfg(tmp_path, suite_window=bad)
+    with pytest.raises(ValueError, match=rf"suite_window must be a positive integer \(batches\), got {bad}"):
+        check_shape(c)

@@ -40,6 +40,8 @@ KEYS = {
     "draws": "scoring draws of a randomised defense (None: 10; deterministic defenses: 1)",
     "fixed_randomness": "score the attacker's own draw of a randomised defense (the deterministic white-box setting)",
     "save_adversarials": "store the adversarial example of every broken image (out/adversarials; default False)",
+    "suite_window": "batches whose standing images the adaptive suite gathers into its calls; each window is "
+                    "saved when finished (default 4)",
 }
 
 from robustjax.attacks.spec import AttackSpec  # noqa: E402
@@ -76,6 +78,7 @@ def quickstart() -> ml_collections.ConfigDict:
             "draws": None,
             "fixed_randomness": False,
             "save_adversarials": False,
+            "suite_window": 4,
         }
     )
 
@@ -284,3 +287,6 @@ def check_shape(cfg) -> None:
         raise ValueError(f"skip_unreadable must be True or False, got {cfg.get('skip_unreadable')!r}")
     if not isinstance(cfg.get("save_adversarials", False), bool):
         raise ValueError(f"save_adversarials must be True or False, got {cfg.get('save_adversarials')!r}")
+    window = cfg.get("suite_window", 4)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"suite_window must be a positive integer (batches), got {window!r}")

@@ -56,6 +56,12 @@ class Context:
         """How defense ``defense`` (a spec of the plan) is scored: its draws, fixed randomness or not."""
         cfg = self.cfg
         return Scoring.for_defense(self.defenses[defense], cfg.get("draws"), bool(cfg.get("fixed_randomness", False)))
+
+    @property
+    def suite_window(self) -> int:
+        """Batches whose standing images a suite cell gathers together (:mod:`robustjax.eval.suite`)."""
+        return int(self.cfg.get("suite_window", 4))
+
     @property
     def save_adversarials(self) -> bool:
         """Whether the cells store their broken images' adversarial examples (:mod:`robustjax.eval.adversarials`)."""

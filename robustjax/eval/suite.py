@@ -14,14 +14,18 @@ Semantics (the grid's paper-reproduction cells keep torchattacks' final iterate 
 - An image counts as broken by a member if the *defended* model ``f(d(x))`` misclassified it at any
   step. Iterative attacks (FGSM, iFGSM/BIM, PGD L-inf and L2, MI-FGSM) run as tracked loops of their
   own start and step (:func:`robustjax.eval.program.tracked_program`): every :data:`SEGMENT` steps
-  the images still standing are gathered on the devices into the smallest of the batch's
-  :func:`shapes` that holds them. APGD/APGD-T/Square keep their own best-point tracking; any other
+  the images still standing are gathered on the devices into calls of the :func:`shapes` sizes
+  (:func:`calls`). APGD/APGD-T/Square keep their own best-point tracking; any other
   attack's final point is scored.
 
-Execution: the images stream in batches from the decode cache, sharded over every device of every
-process, as the grid's; each batch is finished (every budget, every member) and saved under
-``out/partial`` before the next, so a kill loses at most the batch in flight, and randomness per
-image (:mod:`robustjax.keys`) makes the rerun's outcomes identical to an uninterrupted run's.
+Execution: the images stream in windows of ``suite_window`` batches (config key, default 4) from the
+decode cache, sharded over every device of every process, as the grid's. Each call a member makes
+holds at most one batch of rows, gathered from the whole window's standing images and split into
+the fewest calls of the :func:`shapes` sizes that waste the least padding (:func:`calls`): a window
+pads once where per-batch gathering padded every batch. Each window is finished (every budget,
+every member) and saved under ``out/partial`` before the next, so a kill loses at most the window
+in flight, and randomness per image (:mod:`robustjax.keys`) makes the rerun's outcomes identical to
+an uninterrupted run's, whatever the batch and window.
 """
 
 from __future__ import annotations
@@ -51,11 +55,30 @@ def shapes(batch: int, devices: int) -> list[int]:
     return sorted({max(devices, -(-(batch // k) // devices) * devices) for k in (1, 2, 4)})
 
 
-class Members:
-    """The compiled member programs of one suite cell, compiled lazily per (member, shape)."""
+def calls(count: int, sizes: list[int]) -> list[int]:
+    """The call sizes (from ``sizes``, ascending) that run ``count`` rows, largest first: as many of
+    each size as fit, largest first, the rest in the smallest size that holds it; then the two smallest
+    calls merged while their sum is a size. Padding stays below the smallest size."""
+    out, rest = [], count
+    for size in reversed(sizes):
+        while rest >= size:
+            out.append(size)
+            rest -= size
+    if rest:
+        out.append(next(s for s in sizes if s >= rest))
+    while len(out) > 1 and out[-1] + out[-2] in sizes:
+        out[-2:] = [out[-1] + out[-2]]
+        out.sort(reverse=True)
+    return out
 
-    def __init__(self, ctx: Context, job: Job, f, params, key, batch: int):
-        self.ctx, self.job, self.f, self.params, self.key, self.batch = ctx, job, f, params, key, batch
+
+class Members:
+    """The compiled member programs of one suite cell, compiled lazily per (member, call size): each
+    reads the ``window`` rows on the devices and runs at most ``batch`` of them per call."""
+
+    def __init__(self, ctx: Context, job: Job, f, params, key, batch: int, window: int):
+        self.ctx, self.job, self.f, self.params, self.key = ctx, job, f, params, key
+        self.batch, self.window = batch, window
         self.defense = ctx.defenses[job.defenses[0]]
         self.scoring = ctx.scoring(job.defenses[0])
         self.points = ctx.save_adversarials  # non-tracked programs also return their points
@@ -78,7 +101,7 @@ class Members:
         if (i, size) in self.programs:
             return self.programs[i, size]
         ctx, mesh, m = self.ctx, self.ctx.mesh, self.job.members[i]
-        rep, dat, B, S = mesh.replicated, mesh.data, self.batch, ctx.resize.size
+        rep, dat, B, S = mesh.replicated, mesh.data, self.window, ctx.resize.size
         eot = int(ctx.cfg.eot_samples)
         sds = jax.ShapeDtypeStruct
         common = (self.params, sds((B, S, S, 3), jnp.float32, sharding=dat), sds((B,), jnp.int32, sharding=dat),
@@ -106,35 +129,45 @@ class Members:
         self.programs[i, size] = compiled
         return compiled
 
-    def size_for(self, count: int) -> int:
-        return next(s for s in self.shapes if s >= count)
+    def pieces(self, rows: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """``rows`` split into consecutive pieces, each with the call size that runs it (:func:`calls`)."""
+        out, at = [], 0
+        for size in calls(len(rows), self.shapes):
+            out.append((rows[at:at + size], size))
+            at += size
+        return out
 
     def attack(self, i: int, batch_args, eps, rows: np.ndarray, points: Points | None = None):
-        """Member ``i`` on the batch's positions ``rows`` at budget ``eps``: ``(broken, pred, step, passes)``
+        """Member ``i`` on the window's positions ``rows`` at budget ``eps``: ``(broken, pred, step, passes)``
         over ``rows`` (passes: gathered rows per call, padding included, x iterations run). ``points``:
         takes the adversarial points of the rows it broke."""
-        mesh, B = self.ctx.mesh, self.batch
+        mesh, W = self.ctx.mesh, self.window
         e = jax.device_put(np.float32(eps), mesh.replicated)
         if not self.tracked[i]:
-            size = self.size_for(len(rows))
-            idx = _padded(rows, size, B)
-            out = self.program(i, size)(*batch_args, e, idx)
-            broken, pred, step, iters = (np.asarray(a) for a in out[:4])
-            if points is not None:
-                points.take(out[4], np.where(broken, idx, B).astype(np.int32))
-            n = len(rows)
-            return broken[:n], pred[:n], step[:n], size * int(iters)
+            got, passes = [], 0
+            for piece, size in self.pieces(rows):
+                idx = _padded(piece, size, W)
+                out = self.program(i, size)(*batch_args, e, idx)
+                broken, pred, step, iters = (np.asarray(a) for a in out[:4])
+                if points is not None:
+                    points.take(out[4], np.where(broken, idx, W).astype(np.int32))
+                n = len(piece)
+                got.append((broken[:n], pred[:n], step[:n]))
+                passes += size * int(iters)
+            broken, pred, step = (np.concatenate(a) for a in zip(*got))
+            return broken, pred, step, passes
         steps = int(self.make_attack(self.job.members[i])(eps).steps)
-        state = jax.tree.map(lambda a: jnp.zeros((B, *a.shape), a.dtype, device=mesh.data), self._state_shapes(i))
-        found = jax.device_put(np.full(B, -1, np.int32), mesh.replicated)
-        pred = jax.device_put(np.zeros(B, np.int32), mesh.replicated)
+        state = jax.tree.map(lambda a: jnp.zeros((W, *a.shape), a.dtype, device=mesh.data), self._state_shapes(i))
+        found = jax.device_put(np.full(W, -1, np.int32), mesh.replicated)
+        pred = jax.device_put(np.zeros(W, np.int32), mesh.replicated)
         active, done, passes = rows, 0, 0
         while done < steps and len(active):
             stop = min(done + SEGMENT, steps)
-            size = self.size_for(len(active))
-            state, found, pred, iters = self.program(i, size)(*batch_args, e, state, found, pred,
-                                                              _padded(active, size, B), np.int32(done), np.int32(stop))
-            passes += size * int(iters)
+            for piece, size in self.pieces(active):
+                state, found, pred, iters = self.program(i, size)(*batch_args, e, state, found, pred,
+                                                                  _padded(piece, size, W), np.int32(done),
+                                                                  np.int32(stop))
+                passes += size * int(iters)
             active = active[np.asarray(found)[active] < 0]
             done = stop
         if points is not None:
@@ -144,14 +177,14 @@ class Members:
 
 
 def _padded(rows: np.ndarray, size: int, fill: int) -> np.ndarray:
-    """``rows`` padded to ``size`` with ``fill`` (an index past the batch: computed, written nowhere)."""
+    """``rows`` padded to ``size`` with ``fill`` (an index past the window: computed, written nowhere)."""
     return np.concatenate([rows, np.full(size - len(rows), fill, np.int32)]).astype(np.int32)
 
 
 def _attack_batch(members: Members, batch_args, clean: np.ndarray, labels: np.ndarray, count: int, attacked,
                   points: Points | None = None) -> dict:
-    """Every budget (ascending, nested) and every member on one batch; its arrays and counters, and
-    with ``points`` (reset to the batch) the broken images (:func:`robustjax.eval.adversarials.batch_fields`)."""
+    """Every budget (ascending, nested) and every member on one window; its arrays and counters, and
+    with ``points`` (reset to the window) the broken images (:func:`robustjax.eval.adversarials.batch_fields`)."""
     M, E = len(members.job.members), len(attacked)
     adv_pred, step = np.tile(clean, (E, 1)), np.full((E, len(clean)), -1, np.int32)
     counters = {k: np.zeros((M, E), np.int64) for k in ("attacked", "broken", "passes")}
@@ -181,7 +214,7 @@ def _attack_batch(members: Members, batch_args, clean: np.ndarray, labels: np.nd
 
 
 class Points:
-    """The adversarial point of each row of one batch on the devices (``--save-adversarials``): the
+    """The adversarial point of each row of one window on the devices (``--save-adversarials``): the
     clean image until a member breaks the row, then the point that broke it, kept at larger budgets."""
 
     def __init__(self, ctx: Context, defense, scoring, key):
@@ -194,7 +227,7 @@ class Points:
         self._gathered = jax.jit(lambda buf, xa, idx: buf.at[idx].set(xa, mode="drop"), out_shardings=dat)
 
     def reset(self, x, rows, lo: int) -> None:
-        """A new batch: ``x`` and ``rows`` its images and positions (global arrays), ``lo`` its first row."""
+        """A new window: ``x`` and ``rows`` its images and positions (global arrays), ``lo`` its first row."""
         self.rows, self.lo, self.buffer = rows, lo, x
         self.clean = self.images()
 
@@ -203,7 +236,7 @@ class Points:
         self.buffer = self._tracked(self.buffer, state, found)
 
     def take(self, xa, idx) -> None:
-        """A member's gathered points ``xa`` at the batch's positions ``idx`` (>= batch: dropped)."""
+        """A member's gathered points ``xa`` at the window's positions ``idx`` (>= window: dropped)."""
         self.buffer = self._gathered(self.buffer, xa, idx)
 
     def images(self) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +244,7 @@ class Points:
         return tuple(np.asarray(a) for a in self._images(self.buffer, self.key, self.rows))
 
     def fields(self, shown, clean_pred, labels, adv_pred, count: int) -> dict:
-        """The batch's broken images (``shown[j]``: :meth:`images` after budget ``j``)."""
+        """The window's broken images (``shown[j]``: :meth:`images` after budget ``j``)."""
         x, dx = self.clean
         blank = np.zeros((len(shown), count, *x.shape[1:]), np.uint8)
         adv, dadv = blank.copy(), blank.copy()
@@ -232,18 +265,34 @@ class _Compiled:
         return self.compiled(*args)
 
 
-def _compile_clean(ctx: Context, f, defense, scoring, params, batch: int) -> _Compiled:
-    """The clean-prediction program of a batch (the grid's scoring draws), compiled."""
+def _compile_clean(ctx: Context, f, defense, scoring, params, batch: int, window: int) -> _Compiled:
+    """The clean-prediction program (the grid's scoring draws) of ``batch`` rows ``idx`` of a window,
+    compiled: ``(params, x, y, key, rows, idx) -> clean_pred[batch]``."""
     mesh, S = ctx.mesh, ctx.resize.size
     rep, dat = mesh.replicated, mesh.data
     sds = jax.ShapeDtypeStruct
-    jitted = jax.jit(_precision.program(P.clean_program(f, defense, scoring), ctx.precision),
-                     in_shardings=(rep, dat, dat, rep, dat), out_shardings=rep)
+    clean = P.clean_program(f, defense, scoring)
+
+    def gathered(params, x, y, key, rows, idx):
+        return clean(params, x[idx], y[idx], key, rows[idx])
+
+    jitted = jax.jit(_precision.program(gathered, ctx.precision),
+                     in_shardings=(rep, dat, dat, rep, dat, rep), out_shardings=rep)
     t0 = time.perf_counter()
-    compiled = jitted.lower(params, sds((batch, S, S, 3), jnp.float32, sharding=dat),
-                            sds((batch,), jnp.int32, sharding=dat), sds((2,), jnp.uint32, sharding=rep),
-                            sds((batch,), jnp.int32, sharding=dat)).compile()
+    compiled = jitted.lower(params, sds((window, S, S, 3), jnp.float32, sharding=dat),
+                            sds((window,), jnp.int32, sharding=dat), sds((2,), jnp.uint32, sharding=rep),
+                            sds((window,), jnp.int32, sharding=dat), sds((batch,), jnp.int32, sharding=rep)).compile()
     return _Compiled(compiled, time.perf_counter() - t0)
+
+
+def _clean_window(clean_fn: _Compiled, args, batch: int, window: int, count: int) -> np.ndarray:
+    """The clean predictions of a window's first ``count`` rows, ``batch`` per call (0 past ``count``);
+    ``args``: the program's ``(params, x, y, key, rows)``."""
+    out = np.zeros(window, np.int32)
+    for lo in range(0, count, batch):
+        idx = np.minimum(np.arange(lo, lo + batch, dtype=np.int32), window - 1)
+        out[lo:lo + batch] = np.asarray(clean_fn(*args, idx))[:window - lo]
+    return out
 
 
 def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
@@ -255,37 +304,38 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
     but not saved, each computed again (at most one per kill)."""
     cfg, mesh, ds = ctx.cfg, ctx.mesh, ctx.ds
     batch = mesh.global_batch(int(ctx.batch))
+    window = batch * ctx.suite_window
     f = _precision.classifier(ctx.f, ctx.precision)
     params = P.params_of(f)
     params = None if params is None else jax.device_put(params, mesh.replicated)
     key = jax.device_put(ctx.seed_key(), mesh.replicated)
-    n, total = len(ds), rdata.num_batches(len(ds), batch)
+    n, total = len(ds), rdata.num_batches(len(ds), window)
     labels = np.asarray(ds.labels, np.int32)
-    part = PartialCell(cfg.out, ctx.key(job.cells()[0]), batch, n)
+    part = PartialCell(cfg.out, ctx.key(job.cells()[0]), window, n)
     start, (loaded,) = resume_point([part], total, adversarials.BATCH_FIELDS if ctx.save_adversarials else ())
     lost = part.count_lost() if mesh.process_index == 0 else 0
     if start:
         ctx.log(f"    resuming at batch {start + 1} of {total}: {start} batch(es) read from {part.dir.parent}")
-    members = Members(ctx, job, f, params, key, batch)
+    members = Members(ctx, job, f, params, key, batch, window)
     points = Points(ctx, ctx.defenses[job.defenses[0]], members.scoring, key) if ctx.save_adversarials else None
     defense = ctx.defenses[job.defenses[0]]
-    clean_fn = _compile_clean(ctx, f, defense, members.scoring, params, batch) if start < total else None
+    clean_fn = _compile_clean(ctx, f, defense, members.scoring, params, batch, window) if start < total else None
     members.compile_s += clean_fn.compile_s if clean_fn is not None else 0.0
     attacked = ctx.attacked
-    progress = bar(n - start * batch) if ctx.progress and start < total else None
+    progress = bar(n - start * window) if ctx.progress and start < total else None
     t0, first = time.perf_counter(), None
     try:
-        for bt in rdata.batches(ds, batch, ctx.resize, start=start, process_index=mesh.process_index,
+        for bt in rdata.batches(ds, window, ctx.resize, start=start, process_index=mesh.process_index,
                                 process_count=mesh.process_count, cache=decode_cache(ds, ctx.resize)):
             if mesh.process_index == 0:
                 part.mark_started(bt.index)
-            lo = bt.index * batch
+            lo = bt.index * window
             local = len(bt.y)
             mine = lo + mesh.process_index * local
-            rows = mesh.put(np.arange(mine, mine + local, dtype=np.int32), batch)
-            args = (params, mesh.put(bt.x, batch), mesh.put(bt.y, batch), rows, key)
-            clean = np.asarray(clean_fn(params, args[1], args[2], key, rows))
-            batch_labels = np.full(batch, -1, np.int32)
+            rows = mesh.put(np.arange(mine, mine + local, dtype=np.int32), window)
+            args = (params, mesh.put(bt.x, window), mesh.put(bt.y, window), rows, key)
+            clean = _clean_window(clean_fn, (params, args[1], args[2], key, rows), batch, window, bt.count)
+            batch_labels = np.full(window, -1, np.int32)
             batch_labels[:bt.count] = labels[lo:lo + bt.count]
             if points is not None:
                 points.reset(args[1], rows, lo)
@@ -308,11 +358,12 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
               **{k: [int(v) for v in sum((b[k][i] for b in loaded), np.zeros(len(attacked), np.int64))]
                  for k in ("attacked", "broken", "passes")}}
              for i, m in enumerate(job.members)]
-    timing = records.timing(members.compile_s, run_s, first, n - min(n, start * batch), len(attacked), 1, start, lost)
+    timing = records.timing(members.compile_s, run_s, first, n - min(n, start * window), len(attacked), 1, start, lost)
     norms = {m.attack.norm for m in job.members}
     extra = {"autoattack": autoattack.describe(job.attack.kwargs)} if job.attack.name == autoattack.NAME else {}
     if getattr(defense, "randomised", False):  # scored under the all-draws criterion over these draws
         extra.update(members.scoring.settings())
     rec = records.record(arr, timing=timing, budget=norms.pop() if len(norms) == 1 else "linf", batch=batch,
-                         precision=ctx.precision, mesh=mesh.describe(), suite=suite, semantics=SEMANTICS, **extra)
+                         precision=ctx.precision, mesh=mesh.describe(), suite=suite, suite_window=ctx.suite_window,
+                         semantics=SEMANTICS, **extra)
     return [(rec, arr)]
