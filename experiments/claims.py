@@ -234,11 +234,12 @@ PENDING = [
 # ----------------------------------------------------------------------------- reading the stores
 
 
+def same_eps(a: float, b: float) -> bool:
+    return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
+
+
 def eps_index(rec: dict, eps: float) -> int | None:
-    for j, e in enumerate(rec["eps"]):
-        if abs(float(e) - eps) <= 1e-9 * max(1.0, abs(eps)):
-            return j
-    return None
+    return next((j for j, e in enumerate(rec["eps"]) if same_eps(e, eps)), None)
 
 
 def store_records(claim: Claim, root: Path, store: str) -> list[dict]:
@@ -268,7 +269,7 @@ def correct_at(store_dir: Path, rec: dict, eps: float) -> tuple[np.ndarray, np.n
     arr = outcomes.read(store_dir, rec["key"])
     if arr is None:
         return None
-    j = [i for i, e in enumerate(arr["eps"]) if abs(float(e) - eps) <= 1e-9 * max(1.0, abs(eps))][0]
+    j = next(i for i, e in enumerate(arr["eps"]) if same_eps(e, eps))
     return arr["id"], arr["pred"][j] == arr["label"]
 
 
@@ -281,7 +282,7 @@ def worst_group(claim: Claim, sel: Sel, rec: dict, records: list[dict], root: Pa
 
 
 def worst_fig(g: W.Group, eps: float) -> Fig:
-    i = [i for i, e in enumerate(g.eps) if abs(e - eps) <= 1e-9 * max(1.0, abs(eps))][0]
+    i = next(i for i, e in enumerate(g.eps) if same_eps(e, eps))
     return Fig(int(g.worst[i].sum()), len(g.ids))
 
 
@@ -352,7 +353,7 @@ def decide(res: Result) -> tuple[str, str]:
         return "does not reproduce", why
     only = ("holds only against the oblivious attacker" if threat == "oblivious"
             else f"holds only against the paper's {threat} attacker")
-    if not any(r["settings"]["threat"] != "oblivious" for g in res.groups for r in g.records):
+    if not all(any(r["settings"]["threat"] != "oblivious" for r in g.records) for g in res.groups):
         return only, f"{why}; the store has no cell whose attacker sees the defense"
     series = [("worst case", res.worst)]
     if all(f is not None for f in res.autoattack):
@@ -476,7 +477,11 @@ def main(argv=None, claims=None, pending=None, root: Path = ROOT, path: Path = O
     for c in pending:
         if (root / c.store / FILENAME).is_file():
             print(f"note: {c.store} now holds a store: move '{c.text}' from PENDING to CLAIMS", file=sys.stderr)
-    text = render(claims, pending, root)
+    try:
+        text = render(claims, pending, root)
+    except ClaimError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if a.check:
         old = path.read_text() if path.is_file() else ""
         if old == text:
