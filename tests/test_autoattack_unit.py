@@ -254,3 +254,31 @@ def test_square_forward_on_unfooled_images_only_equals_the_full_forward(active_r
     want = f(x)
     assert got.shape == want.shape
     np.testing.assert_allclose(got[active], want[active], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("attack", [A.APGD(steps=12, unroll=False),
+                                    A.APGD(steps=12, norm="l2", restarts=2, unroll=False),
+                                    A.APGDT(steps=12, targets=3, unroll=False)], ids=["apgd-ce", "apgd-l2-restarts", "apgd-t"])
+def test_stopping_once_every_image_is_fooled_keeps_each_outcome_and_counts_fewer_evaluations(attack):
+    """The suite's ``stop_when_fooled``: every image falls (or not) at the same evaluation as in the
+    whole run, its point is still misclassified, and the run reports fewer evaluations only when
+    every image fell; a batch with an image left standing runs every step of every run."""
+    import dataclasses
+
+    f, (x, y), key = _classifier(seed=1), _batch(7), jax.random.key(3)
+    full = getattr(attack, "targets", 1) * attack.restarts * (attack.steps + 1)
+    seen = set()
+    for eps in (1.0, 0.002):
+        whole = dataclasses.replace(attack, eps=eps).run(f, x, y, key=key)
+        short = dataclasses.replace(attack, eps=eps, stop_when_fooled=True).run(f, x, y, key=key)
+        np.testing.assert_array_equal(whole.fooled, short.fooled)
+        np.testing.assert_array_equal(whole.iteration, short.iteration)
+        fooled = np.asarray(short.fooled)
+        assert (np.argmax(np.asarray(f(short.x_adv)), 1) != np.asarray(y))[fooled].all()
+        assert int(whole.evaluations) <= full
+        seen.add(bool(fooled.all()))
+        if fooled.all():
+            assert int(short.evaluations) < int(whole.evaluations)
+        else:
+            assert int(short.evaluations) == int(whole.evaluations) == full
+    assert seen == {True, False}, "not vacuous: one budget breaks every image, one leaves some standing"

@@ -52,11 +52,14 @@ class APGDResult(NamedTuple):
     ``x`` already, or at ``x_adv``). ``iteration`` (N,) int32: the attack's model evaluation that
     first misclassified the image: 0 for an image misclassified clean; run r's start point is
     ``r * (steps + 1) + 1`` and its step i (1-based) ``r * (steps + 1) + 1 + i``; -1 if never fooled.
+    ``evaluations`` () int32: the model evaluations the attack made per image (start points and
+    steps of the runs it ran; fewer than ``runs * (steps + 1)`` when runs or steps ended early).
     """
 
     x_adv: jax.Array
     fooled: jax.Array
     iteration: jax.Array
+    evaluations: jax.Array
 
 
 
@@ -197,9 +200,11 @@ def _step(x_adv, x_old, grad, x, eps, eps32, step_size, a, norm):
     return jnp.clip(x + d / (n + 1e-12) * jnp.minimum(e, n + 1e-12), 0.0, 1.0)
 
 
-def _single_run(f, loss, x, y, x_start, eps, norm, steps, rho, unroll, first_index):
-    """One APGD run from ``x_start`` on every image: ``(fooled (N,), x_fooling (N, ...), first (N,))``,
-    ``first`` the evaluation index (``first_index`` for the start point) of the first misclassification."""
+def _single_run(f, loss, x, y, x_start, eps, norm, steps, rho, unroll, first_index, stop_when_fooled=False):
+    """One APGD run from ``x_start`` on every image: ``(fooled (N,), x_fooling (N, ...), first (N,),
+    evaluations ())``, ``first`` the evaluation index (``first_index`` for the start point) of the
+    first misclassification. ``stop_when_fooled``: the steps end once every image is misclassified
+    (a ``while_loop``; ``fooled`` and ``first`` unchanged, ``x_fooling`` the last fooling point so far)."""
     is_check, windows = checkpoints(steps)
     limits = np.floor(windows * float(rho))  # t <= k * rho over integer counts t
     is_check, windows, limits = jnp.asarray(is_check), jnp.asarray(windows), jnp.asarray(limits, jnp.float32)
@@ -248,28 +253,35 @@ def _single_run(f, loss, x, y, x_start, eps, norm, steps, rho, unroll, first_ind
                     loss_best=loss_best, x_fooling=x_fooling, acc=acc, first=first, step_size=step_size,
                     loss_steps=loss_steps, best_at_check=best_at_check, reduced_at_check=reduced)
 
-    out = loop(steps, body, state, unroll)
-    return ~out["acc"], out["x_fooling"], out["first"]
+    if stop_when_fooled:
+        done, out = jax.lax.while_loop(lambda c: (c[0] < steps) & jnp.any(c[1]["acc"]),
+                                       lambda c: (c[0] + 1, body(c[0], c[1])), (jnp.asarray(0), state))
+    else:
+        done, out = jnp.asarray(steps), loop(steps, body, state, unroll)
+    return ~out["acc"], out["x_fooling"], out["first"], (done + 1).astype(jnp.int32)
 
 
-def run_apgd(f, x, y, key, eps, *, norm, steps, rho, runs, loss_of_run, x_init=None, unroll=None) -> APGDResult:
+def run_apgd(f, x, y, key, eps, *, norm, steps, rho, runs, loss_of_run, x_init=None, unroll=None,
+             stop_when_fooled=False) -> APGDResult:
     """``runs`` APGD runs, run j optimising ``loss_of_run(j)`` (a traced int -> ``logits -> (N,)``) on
     the images no earlier run fooled. ``x_init``: run 0's start point (projected into the ball),
-    else random. One compiled program: a while loop over runs that ends once every image is fooled."""
+    else random. One compiled program: a while loop over runs that ends once every image is fooled.
+    ``stop_when_fooled``: each run's steps end then too (:func:`_single_run`)."""
     clean_ok = jnp.argmax(f(x), axis=1) == y
 
-    def one(j, acc, adv, iteration):
+    def one(j, acc, adv, iteration, evaluations):
         start = _start(x, eps, norm, jax.random.fold_in(key, j))
         if x_init is not None:
             start = jnp.where(j == 0, _into_ball(x_init.astype(x.dtype), x, eps, norm), start)
-        fooled, x_fooling, first = _single_run(f, loss_of_run(j), x, y, start, eps, norm, steps, rho, unroll,
-                                               1 + j * (steps + 1))
+        fooled, x_fooling, first, evals = _single_run(f, loss_of_run(j), x, y, start, eps, norm, steps, rho, unroll,
+                                                      1 + j * (steps + 1), stop_when_fooled)
         new = acc & fooled
-        return acc & ~new, jnp.where(per_image(new, x), x_fooling, adv), jnp.where(new, first, iteration)
+        return (acc & ~new, jnp.where(per_image(new, x), x_fooling, adv), jnp.where(new, first, iteration),
+                evaluations + evals)
 
-    init = (clean_ok, x, jnp.where(clean_ok, -1, 0).astype(jnp.int32))
+    init = (clean_ok, x, jnp.where(clean_ok, -1, 0).astype(jnp.int32), jnp.asarray(0, jnp.int32))
     if runs == 1:
-        acc, adv, iteration = one(jnp.asarray(0), *init)
+        acc, adv, iteration, evaluations = one(jnp.asarray(0), *init)
     else:
         def more(state):
             return (state[0] < runs) & jnp.any(state[1])
@@ -277,8 +289,8 @@ def run_apgd(f, x, y, key, eps, *, norm, steps, rho, runs, loss_of_run, x_init=N
         def body(state):
             return (state[0] + 1, *one(state[0], *state[1:]))
 
-        _, acc, adv, iteration = jax.lax.while_loop(more, body, (jnp.asarray(0), *init))
-    return APGDResult(adv, ~acc, iteration)
+        _, acc, adv, iteration, evaluations = jax.lax.while_loop(more, body, (jnp.asarray(0), *init))
+    return APGDResult(adv, ~acc, iteration, evaluations)
 
 
 def _check_x_init(x_init, x):
@@ -304,6 +316,9 @@ class APGD:
     H*W*C values), traceable. ``steps`` per run, ``restarts`` runs (torchattacks' ``n_restarts``),
     ``loss`` "ce" (cross-entropy) or "dlr" (needs >= 3 classes), ``norm`` "linf" or "l2", ``rho`` the
     step-size review's threshold. ``unroll``: the step loop's form (None: base.default_unroll).
+    ``stop_when_fooled``: each run ends once every image is misclassified (the adaptive suite's
+    setting, where only whether an image falls counts): ``fooled`` and ``iteration`` are unchanged,
+    ``x_adv`` is the last fooling point before the stop rather than the run's last (torchattacks').
 
     ``attack(f, x, y, key=key) -> x_adv``; :meth:`run` also returns which images were fooled and
     when (:class:`APGDResult`). Raises ValueError on a bad hyper-parameter (at construction) or
@@ -316,6 +331,7 @@ class APGD:
     restarts: int = 1
     rho: float = 0.75
     unroll: bool | None = None
+    stop_when_fooled: bool = False
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -335,7 +351,8 @@ class APGD:
         key = jax.random.key(0) if key is None else key
         loss = (lambda lg: cross_entropy_per_image(lg, y)) if self.loss == "ce" else (lambda lg: dlr_loss(lg, y))
         return run_apgd(f, x, y, key, self.eps, norm=self.norm, steps=self.steps, rho=self.rho, runs=self.restarts,
-                        loss_of_run=lambda j: loss, x_init=x_init, unroll=self.unroll)
+                        loss_of_run=lambda j: loss, x_init=x_init, unroll=self.unroll,
+                        stop_when_fooled=self.stop_when_fooled)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,6 +369,7 @@ class APGDT:
     restarts: int = 1
     rho: float = 0.75
     unroll: bool | None = None
+    stop_when_fooled: bool = False
 
     def __post_init__(self):
         check_count("targets", self.targets)
@@ -375,7 +393,8 @@ class APGDT:
             return lambda lg: targeted_dlr_loss(lg, y, target)
 
         return run_apgd(f, x, y, key, self.eps, norm=self.norm, steps=self.steps, rho=self.rho,
-                        runs=self.targets * self.restarts, loss_of_run=loss_of_run, x_init=x_init, unroll=self.unroll)
+                        runs=self.targets * self.restarts, loss_of_run=loss_of_run, x_init=x_init, unroll=self.unroll,
+                        stop_when_fooled=self.stop_when_fooled)
 
 
 def _need_classes(f, x, least: int, what: str) -> int | None:

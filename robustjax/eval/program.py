@@ -10,6 +10,7 @@ argument (``params``), placed on the devices once per model rather than baked in
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 
 import jax
@@ -38,16 +39,27 @@ def with_state(f, state):
 
 
 def attack_with_step(attack, view, x, y, key):
-    """``(x_adv, step[B] int32)``: an attack with a ``run`` method reporting ``iteration`` (APGD) or
-    ``queries`` (Square) gives its first fooling evaluation; any other attack -1."""
+    """``(x_adv, step[B] int32, evaluations)``: an attack with a ``run`` method reporting ``iteration``
+    (APGD) or ``queries`` (Square) gives its first fooling evaluation, any other attack -1;
+    ``evaluations``: the model evaluations the run reports having made (APGD), else None."""
     run = getattr(attack, "run", None)
     if callable(run):
         res = run(view, x, y, key=key) if accepts_key(run) else run(view, x, y)
         step = getattr(res, "iteration", getattr(res, "queries", None))
         if hasattr(res, "x_adv") and step is not None:
-            return res.x_adv, jnp.where(res.fooled, step, -1).astype(jnp.int32)
+            return res.x_adv, jnp.where(res.fooled, step, -1).astype(jnp.int32), getattr(res, "evaluations", None)
     x_adv = attack(view, x, y, key=key) if accepts_key(attack) else attack(view, x, y)
-    return x_adv, jnp.full((x.shape[0],), -1, jnp.int32)
+    return x_adv, jnp.full((x.shape[0],), -1, jnp.int32), None
+
+
+def suite_attack(attack, defense):
+    """``attack`` as a suite member runs it: with no defense the attacker's view is the scored model
+    itself, so an attack that can end once every image is fooled (``stop_when_fooled``: APGD,
+    APGD-T) does; only whether an image falls counts there. Behind a defense the view (a surrogate,
+    BPDA's straight-through sum, one draw) can disagree with the scored model, so the attack runs whole."""
+    if getattr(defense, "spec", None) == "none" and "stop_when_fooled" in getattr(attack, "__dataclass_fields__", {}):
+        return dataclasses.replace(attack, stop_when_fooled=True)
+    return attack
 
 
 def to_uint8(x):
@@ -138,7 +150,7 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
             return jnp.where((clean_pred == y) & (pred != y), step[None], -1)
 
         if minimum_norm:
-            x_adv, step = attack_with_step(make_attack(), view, x, y, akey)
+            x_adv, step, _ = attack_with_step(make_attack(), view, x, y, akey)
             norm = l2_norms(x_adv - x)
             within = norm[None, :] <= eps[:, None]  # (E, B)
             adv, adv_draws = preds(x_adv)
@@ -149,7 +161,7 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
             return out, shown(jnp.broadcast_to(x_adv, (eps.shape[0], *x_adv.shape)))  # one point at every bound
 
         def one(e):
-            x_adv, step = attack_with_step(make_attack(e), view, x, y, akey)
+            x_adv, step, _ = attack_with_step(make_attack(e), view, x, y, akey)
             pred, draws = preds(x_adv)
             return pred, broken_step(pred, step), draws, x_adv
 
@@ -278,10 +290,10 @@ def member_program(f, defense, member, make_attack, eot_samples: int, scoring=No
         def one(xi, yi, row):
             score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, key, row,
                                                         yi[None], eps, scoring)
-            xa, step = attack_with_step(attack, view, xi[None], yi[None], akey)
+            xa, step, evaluations = attack_with_step(suite_attack(attack, defense), view, xi[None], yi[None], akey)
             p = score(xa)
             broken = p != yi[None]
-            iters = int(getattr(attack, "steps", getattr(attack, "queries", 1)))
+            iters = int(getattr(attack, "steps", getattr(attack, "queries", 1))) if evaluations is None else evaluations
             return broken[0], p[0], jnp.where(broken, step, -1)[0], iters, xa[0]
 
         broken, pred, step, iters, xa = jax.vmap(one)(x[at], y[at], rows[at])
