@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import WEIGHTS, need
-from test_models import _cifar_images
 from torch_refs import TorchCifarResNet as _TorchCifarResNet
+from torch_refs import cifar_test_images
 
 from robustjax import attacks as A
 from robustjax import models
@@ -41,7 +41,7 @@ def setup():
     ref.load_state_dict({k[len("module."):]: v
                          for k, v in torch.load(path, map_location="cpu", weights_only=True)["state_dict"].items()})
     ref.eval()
-    x, y = _cifar_images(step=39)
+    x, y = cifar_test_images(step=39)
     x, y = x[:N], y[:N]
     return ref, models.load("cifar_resnet20"), x, y
 

@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from small_models import ExplodingClassifier, SmallNet, noisy_defense, random_batch, small_classifier
 
 from robustjax import attacks as A
 from robustjax import xla_cpu
@@ -17,36 +18,14 @@ from robustjax.defenses import Defense
 EPS_ATTACKS = ("fgsm", "bim", "pgd", "mifgsm")
 
 
-class _Net(nnx.Module):
-    def __init__(self, c=3, k=10, seed=0):
-        rngs = nnx.Rngs(seed)
-        self.conv = nnx.Conv(c, 8, (3, 3), rngs=rngs)
-        self.lin = nnx.Linear(8, k, rngs=rngs)
-
-    def __call__(self, x):
-        h = jax.nn.relu(self.conv(x * 2 - 1))
-        return self.lin(h.mean(axis=(1, 2))) * 4
-
-
-def _classifier(c=3, k=10, seed=0):
-    g, s = nnx.split(_Net(c, k, seed))
-    f = A.View(lambda x: nnx.merge(g, s)(x), k, "net")
-    return f
-
-
-def _data(n=8, h=8, w=8, c=3, seed=0, k=10):
-    r = np.random.default_rng(seed)
-    return jnp.asarray(r.random((n, h, w, c), np.float32)), jnp.asarray(r.integers(0, k, n), jnp.int32)
-
-
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(EPS_ATTACKS + ("pgd_l2",)), n=st.integers(1, 3), h=st.integers(3, 9), w=st.integers(3, 9),
        c=st.sampled_from([1, 3]), eps=st.floats(0.0, 0.6), seed=st.integers(0, 10**6))
 def test_budget_and_range_property(name, n, h, w, c, eps, seed):
     """Every pixel stays in [0, 1] exactly, and within eps of the original up to one float32
     rounding of x + delta (|adv - x| <= eps + 2**-23; L2: norm <= eps * (1 + 1e-5))."""
-    f = _classifier(c=c, seed=seed % 7)
-    x, y = _data(n, h, w, c, seed)
+    f = small_classifier(c=c, seed=seed % 7)
+    x, y = random_batch(n, h, w, c, seed)
     key = jax.random.key(seed)
     if name == "pgd_l2":
         adv = A.PGD(eps=eps, norm="l2", steps=3)(f, x, y, key=key)
@@ -63,15 +42,15 @@ def test_budget_and_range_property(name, n, h, w, c, eps, seed):
 
 @pytest.mark.parametrize("name", ["cw", "deepfool"])
 def test_min_norm_attacks_stay_in_range(name):
-    f = _classifier()
-    x, y = _data()
+    f = small_classifier()
+    x, y = random_batch()
     adv = np.asarray(A.get(name, steps=5)(f, x, y, key=jax.random.key(0)))
     assert np.isfinite(adv).all() and adv.min() >= 0 and adv.max() <= 1
 
 
 def test_one_compilation_serves_six_eps():
-    f = _classifier()
-    x, y = _data()
+    f = small_classifier()
+    x, y = random_batch()
     traces = {"n": 0}
 
     def counted(v):
@@ -93,8 +72,8 @@ def test_one_compilation_serves_six_eps():
 
 @pytest.mark.parametrize("name", ["pgd", "cw", "deepfool", "mifgsm"])
 def test_deterministic_given_key(name):
-    f = _classifier()
-    x, y = _data()
+    f = small_classifier()
+    x, y = random_batch()
     atk = A.get(name, **({"eps": 8 / 255} if name in EPS_ATTACKS else {}), steps=3)
     a1 = atk(f, x, y, key=jax.random.key(1))
     a2 = atk(f, x, y, key=jax.random.key(1))
@@ -104,8 +83,8 @@ def test_deterministic_given_key(name):
 
 
 def test_pgd_accuracy_nonincreasing_and_zero_at_half():
-    f = _classifier(seed=3)
-    x, _ = _data(16, seed=3)
+    f = small_classifier(seed=3)
+    x, _ = random_batch(16, seed=3)
     y = jnp.argmax(f(x), axis=1)  # start from 100% accuracy
     eps = [0.0, 1 / 255, 4 / 255, 16 / 255, 64 / 255, 0.5]
     acc = A.robust_accuracy(f, x, y, "pgd", eps, key=jax.random.key(0), steps=10)
@@ -117,19 +96,10 @@ def test_pgd_accuracy_nonincreasing_and_zero_at_half():
 # ---------------------------------------------------------------- bad input, before any compute
 
 
-class _Exploding:
-    """A classifier whose every evaluation is an error: bad input must be caught before it is used."""
-
-    num_classes = 10
-
-    def __call__(self, x):
-        raise AssertionError("the classifier was called before the input was checked")
-
-
 @pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm", "cw", "deepfool"])
 def test_bad_input_raises_before_compute(name):
-    f = _Exploding()
-    x, y = _data()
+    f = ExplodingClassifier()
+    x, y = random_batch()
     atk = A.get(name)
     with pytest.raises(ValueError, match="labels"):
         atk(f, x, y.at[0].set(10))
@@ -145,8 +115,8 @@ def test_bad_input_raises_before_compute(name):
 
 
 def test_labels_checked_without_num_classes_attribute():
-    g, s = nnx.split(_Net())
-    x, y = _data()
+    g, s = nnx.split(SmallNet())
+    x, y = random_batch()
     with pytest.raises(ValueError, match="0..9"):
         A.FGSM()(lambda v: nnx.merge(g, s)(v), x, y.at[3].set(12))
 
@@ -157,11 +127,11 @@ def test_registry_errors():
     with pytest.raises(ValueError, match="bad hyper-parameters"):
         A.get("fgsm", steps=3)
     with pytest.raises(ValueError, match="norm"):
-        A.PGD(norm="l1")(_classifier(), *_data(), key=jax.random.key(0))
+        A.PGD(norm="l1")(small_classifier(), *random_batch(), key=jax.random.key(0))
     with pytest.raises(ValueError, match="eps"):
-        A.robust_accuracy(_Exploding(), *_data(), "pgd", [0.1, -0.1])
+        A.robust_accuracy(ExplodingClassifier(), *random_batch(), "pgd", [0.1, -0.1])
     with pytest.raises(ValueError, match="threat"):
-        A.robust_accuracy(_Exploding(), *_data(), "pgd", [0.1], threat="grey-box")
+        A.robust_accuracy(ExplodingClassifier(), *random_batch(), "pgd", [0.1], threat="grey-box")
     assert set(A.names()) == {"fgsm", "ifgsm", "bim", "pgd", "mifgsm", "cw", "deepfool", "apgd-ce", "apgd-dlr",
                               "apgd-t", "square", "fab", "fab-t"}
 
@@ -169,20 +139,9 @@ def test_registry_errors():
 # ---------------------------------------------------------------- threat models
 
 
-def _noisy_defense(sigma=0.08):
-    """A randomised defense: additive Gaussian noise, clipped (gradient: identity inside [0, 1])."""
-
-    def fn(x, key=None):
-        if key is None:
-            return x
-        return jnp.clip(x + sigma * jax.random.normal(key, x.shape, x.dtype), 0.0, 1.0)
-
-    return Defense("noise", fn, randomised=True)
-
-
 def test_threat_views_gradients():
-    f = _classifier()
-    x, y = _data()
+    f = small_classifier()
+    x, y = random_batch()
     d = Defense("square", lambda v, key=None: v * v)
 
     def loss(view):
@@ -202,9 +161,9 @@ def test_threat_views_gradients():
 
 
 def test_eot_view_is_mean_of_per_draw_gradients():
-    f = _classifier()
-    x, y = _data()
-    d = _noisy_defense()
+    f = small_classifier()
+    x, y = random_batch()
+    d = noisy_defense()
     key = jax.random.key(5)
     view = A.attacker_view("eot", f, d, key, eot_samples=3)
     keys = jax.random.split(key, 3)
@@ -218,9 +177,9 @@ def test_eot_view_is_mean_of_per_draw_gradients():
 def test_eot_accuracy_decreases_with_k():
     """A classifier behind a strongly randomised defense: more EOT draws -> a better gradient
     estimate -> lower accuracy. Averaged over 3 defense seeds to keep noise below the trend."""
-    f = _classifier(seed=2)
-    x, _ = _data(64, 8, 8, seed=11)
-    d = _noisy_defense(0.25)
+    f = small_classifier(seed=2)
+    x, _ = random_batch(64, 8, 8, seed=11)
+    d = noisy_defense(0.25)
     y = jnp.argmax(f(x), axis=1)
     accs = []
     for k in (1, 4, 16):
@@ -241,7 +200,7 @@ def test_through_jpeg_no_weaker_than_bpda_or_oblivious():
     r = np.random.default_rng(0)
     base_img = jax.image.resize(jnp.asarray(r.random((48, 4, 4, 3), np.float32)), (48, 16, 16, 3), "linear")
     x = jnp.clip(base_img + 0.05 * jnp.asarray(r.standard_normal((48, 16, 16, 3)), jnp.float32), 0, 1)
-    f = _classifier(seed=4)
+    f = small_classifier(seed=4)
     y = jnp.argmax(f(d(x)), axis=1)
     eps = [4 / 255, 8 / 255]
     through = A.robust_accuracy(f, x, y, "bim", eps, defense=d, threat="through")
@@ -253,8 +212,8 @@ def test_through_jpeg_no_weaker_than_bpda_or_oblivious():
 
 
 def test_l2_bounded_accuracy_protocol():
-    f = _classifier()
-    x, _ = _data(4)
+    f = small_classifier()
+    x, _ = random_batch(4)
     y = jnp.argmax(f(x), axis=1)
     atk = A.DeepFool(steps=20)
     x_adv = atk(f, x, y)
@@ -281,8 +240,8 @@ def test_l2_bounded_accuracy_protocol():
 def test_deepfool_early_exit_loop_equals_fixed_steps():
     """The rolled form (a while loop ending once all images are fooled) returns exactly what the
     unrolled form returns after all its steps (finished images frozen)."""
-    f = _classifier()
-    x, _ = _data(6)
+    f = small_classifier()
+    x, _ = random_batch(6)
     y = jnp.argmax(f(x), axis=1)
     rolled = jax.jit(lambda v, t: A.DeepFool(steps=15, unroll=False)(f, v, t))(x, y)
     unrolled = jax.jit(lambda v, t: A.DeepFool(steps=15, unroll=True)(f, v, t))(x, y)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_attacks_unit import _classifier, _data, _Exploding, _noisy_defense
+from small_models import ExplodingClassifier, noisy_defense, random_batch, small_classifier
 
 from robustjax import attacks as A
 from robustjax.attacks import apgd as apgd_lib
@@ -30,7 +30,7 @@ MAKERS = {
 
 @functools.cache
 def _compiled(name):
-    f = _classifier(seed=1)
+    f = small_classifier(seed=1)
     return f, jax.jit(lambda x, y, e, key: MAKERS[name](e).run(f, x, y, key=key))
 
 
@@ -40,7 +40,7 @@ def _batch(seed):
     r = np.random.default_rng(seed)
     x = jnp.asarray(r.random(SHAPE, np.float32))
     y = np.asarray(r.integers(0, 10, SHAPE[0]), np.int32)
-    y[:4] = np.asarray(jnp.argmax(_classifier(seed=1)(x), 1))[:4]
+    y[:4] = np.asarray(jnp.argmax(small_classifier(seed=1)(x), 1))[:4]
     return x, jnp.asarray(y)
 
 
@@ -67,8 +67,8 @@ def test_bad_hyperparameters_raise_at_construction():
 
 @pytest.mark.parametrize("name", ["apgd-ce", "apgd-dlr", "apgd-t", "square"])
 def test_bad_input_raises_before_compute(name):
-    f = _Exploding()  # every evaluation is an error
-    x, y = _data()
+    f = ExplodingClassifier()  # every evaluation is an error
+    x, y = random_batch()
     atk = A.get(name)
     with pytest.raises(ValueError, match="labels"):
         atk(f, x, y.at[0].set(10))
@@ -80,15 +80,15 @@ def test_bad_input_raises_before_compute(name):
 
 
 def test_targets_checked_against_the_classes_at_call_time():
-    x, y = _data()
+    x, y = random_batch()
     A.APGDT(targets=10)  # the class count is not known yet
     with pytest.raises(ValueError, match="targets must be below the number of classes"):
-        A.APGDT(targets=10)(_Exploding(), x, y)
-    f3 = _classifier(k=3)
+        A.APGDT(targets=10)(ExplodingClassifier(), x, y)
+    f3 = small_classifier(k=3)
     with pytest.raises(ValueError, match="at least 4 classes"):
         A.APGDT(targets=2)(f3, x, y % 3)
     with pytest.raises(ValueError, match="at least 3 classes"):
-        A.APGD(loss="dlr")(_classifier(k=2), x, y % 2)
+        A.APGD(loss="dlr")(small_classifier(k=2), x, y % 2)
 
 
 def test_registry_names_and_defaults():
@@ -172,7 +172,7 @@ def test_deterministic_given_key(name):
 
 @pytest.mark.parametrize("name", ["apgd-ce", "square"])
 def test_one_compilation_serves_four_eps(name):
-    f = _classifier(seed=1)
+    f = small_classifier(seed=1)
     x, y = _batch(4)
     traces = {"n": 0}
 
@@ -198,9 +198,9 @@ def test_one_compilation_serves_four_eps(name):
 
 def test_eot_view_gives_the_mean_gradient_of_any_loss():
     """Under ``eot`` APGD's loss, logits and gradient are the means over the defense's draws."""
-    f = _classifier()
-    x, y = _data()
-    d = _noisy_defense()
+    f = small_classifier()
+    x, y = random_batch()
+    d = noisy_defense()
     key = jax.random.key(5)
     view = A.attacker_view("eot", f, d, key, eot_samples=3)
     loss = lambda lg: apgd_lib.dlr_loss(lg, y)  # noqa: E731
@@ -223,7 +223,7 @@ def test_square_breaks_zero_gradient_jpeg_where_gradient_attacks_fail():
     r = np.random.default_rng(0)
     smooth = jax.image.resize(jnp.asarray(r.random((24, 4, 4, 3), np.float32)), (24, 16, 16, 3), "linear")
     x = jnp.clip(smooth + 0.05 * jnp.asarray(r.standard_normal((24, 16, 16, 3)), jnp.float32), 0, 1)
-    f = _classifier(seed=4)
+    f = small_classifier(seed=4)
     view = A.attacker_view("through", f, d)
     y = jnp.argmax(view(x), axis=1)  # 100% clean accuracy on the defended model
     key = jax.random.key(0)
@@ -266,7 +266,7 @@ def test_stopping_once_every_image_is_fooled_keeps_each_outcome_and_counts_fewer
     every image fell; a batch with an image left standing runs every step of every run."""
     import dataclasses
 
-    f, (x, y), key = _classifier(seed=1), _batch(7), jax.random.key(3)
+    f, (x, y), key = small_classifier(seed=1), _batch(7), jax.random.key(3)
     full = getattr(attack, "targets", 1) * attack.restarts * (attack.steps + 1)
     seen = set()
     for eps in (1.0, 0.002):

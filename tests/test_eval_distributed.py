@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from robustjax.eval.distributed import ClusterError, LocalCluster, _seconds
+from robustjax.eval.distributed import ClusterError, LocalCluster, env_seconds
 
 SLEEPER = "import os, sys, time; i = int(os.environ['JAX_PROCESS_ID']); {body}"
 
@@ -44,4 +44,4 @@ def test_timeout_ends_every_process(tmp_path):
 def test_bad_timeout_setting(monkeypatch):
     monkeypatch.setenv("ROBUSTJAX_HEARTBEAT_TIMEOUT_S", "soon")
     with pytest.raises(ValueError, match="ROBUSTJAX_HEARTBEAT_TIMEOUT_S"):
-        _seconds("ROBUSTJAX_HEARTBEAT_TIMEOUT_S", 100)
+        env_seconds("ROBUSTJAX_HEARTBEAT_TIMEOUT_S", 100)

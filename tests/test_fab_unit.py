@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
-from test_attacks_unit import _classifier, _data, _Exploding
+from small_models import ExplodingClassifier, random_batch, small_classifier
 
 from robustjax import attacks as A
 from robustjax.attacks import fab
@@ -262,14 +262,14 @@ def test_vmap_over_images_equals_the_batch():
 
 @functools.cache
 def _compiled(**kw):
-    f = _classifier(seed=1)
+    f = small_classifier(seed=1)
     return f, jax.jit(lambda x, y, key: A.FAB(unroll=False, **kw).run(f, x, y, key=key))
 
 
 def _batch():
-    x, y = _data(n=8, seed=2)
+    x, y = random_batch(n=8, seed=2)
     y = np.array(y)
-    y[:6] = np.asarray(jnp.argmax(_classifier(seed=1)(x), 1))[:6]  # 6 attacked, 2 misclassified clean (mostly)
+    y[:6] = np.asarray(jnp.argmax(small_classifier(seed=1)(x), 1))[:6]  # 6 attacked, 2 misclassified clean (mostly)
     return x, jnp.asarray(y)
 
 
@@ -382,8 +382,8 @@ def test_bad_hyperparameters_raise_at_construction_and_get():
 
 @pytest.mark.parametrize("name", ["fab", "fab-t"])
 def test_bad_input_raises_before_compute(name):
-    f = _Exploding()  # every evaluation is an error
-    x, y = _data()
+    f = ExplodingClassifier()  # every evaluation is an error
+    x, y = random_batch()
     atk = A.get(name, steps=2)
     with pytest.raises(ValueError, match="labels"):
         atk(f, x, y.at[0].set(10))

@@ -11,7 +11,7 @@ from PIL import Image
 
 from robustjax.defenses import get, jpeg
 from robustjax.defenses.jpeg import files as jpeg_files
-from robustjax.defenses.jpeg.codec import _blockwise_codec, _tables_kornia
+from robustjax.defenses.jpeg.codec import blockwise_codec, tables_kornia
 
 QUALITIES = (10, 25, 50, 75, 95)
 
@@ -152,9 +152,9 @@ def test_cubic_gradient_matches_finite_differences(small_batch):
         loss = lambda v: jnp.sum(jpeg(v, q, mode="kornia") ** 2)  # noqa: E731
 
         def quantiser_input(v):
-            luma_t, _ = _tables_kornia(jnp.asarray([q]))
+            luma_t, _ = tables_kornia(jnp.asarray([q]))
             captured = []
-            _blockwise_codec(v[..., 0][:, None] * 255.0, luma_t, lambda c: captured.append(c) or c)
+            blockwise_codec(v[..., 0][:, None] * 255.0, luma_t, lambda c: captured.append(c) or c)
             return captured[0]
 
         coef, slope = jax.jvp(quantiser_input, (x,), (direction,))

@@ -16,13 +16,12 @@ import torch.nn.functional as F
 from conftest import DATA, ROOT, WEIGHTS, need
 from PIL import Image
 from torch_refs import TorchCifarResNet as _TorchCifarResNet
+from torch_refs import cifar_test_images
 
 from robustjax import checkpoints, models, xla_cpu
 from robustjax.models import cifar_resnet, small_cnn
 from robustjax.porting import CheckpointMismatchError, load_into
 from robustjax.torch_reader import read_torch, state_dict_of
-
-CIFAR_CLASSES = cifar_resnet.LABELS
 
 
 @pytest.fixture(autouse=True)
@@ -42,13 +41,6 @@ def _foolbox(prefix):
 # ------------------------------------------------------------------ CIFAR ResNets
 
 
-def _cifar_images(step=100):
-    files = sorted(need(DATA / "cifar10-test-jpeg").glob("*/*.jpg"))[::step]
-    x = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]).astype(np.float32) / 255.0
-    y = np.array([CIFAR_CLASSES.index(f.parent.name) for f in files])
-    return x, y
-
-
 @pytest.mark.parametrize("depth", [20, 32, 44, 56])
 @pytest.mark.slow
 def test_cifar_resnet_parity_real_weights(depth):
@@ -58,7 +50,7 @@ def test_cifar_resnet_parity_real_weights(depth):
                          for k, v in torch.load(path, map_location="cpu", weights_only=True)["state_dict"].items()})
     ref.eval()
     f = models.load(f"cifar_resnet{depth}")
-    x, _ = _cifar_images(step=250)
+    x, _ = cifar_test_images(step=250)
     with torch.no_grad():
         want = ref(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
     got = np.asarray(jax.jit(f)(x))
@@ -70,7 +62,7 @@ def test_cifar_resnet20_accuracy():
     """Reference 81.0% on the 10,000 JPEG-q75 CIFAR-10 test images (91.8% on the originals); the
     tolerance (+-1 point) is 4 binomial standard errors (0.39 points at n=10,000)."""
     f = jax.jit(models.load("cifar_resnet20"))
-    x, y = _cifar_images(step=1)
+    x, y = cifar_test_images(step=1)
     pred = np.concatenate([np.asarray(f(x[i : i + 1000])).argmax(-1) for i in range(0, len(x), 1000)])
     acc = (pred == y).mean()
     print(f"cifar_resnet20 on cifar10-test-jpeg: {acc:.4f} ({len(y)} images)")
@@ -189,7 +181,7 @@ def test_convert_cli_writes_and_refuses(tmp_path):
     meta = (tmp_path / "r56" / "metadata.json").read_text()
     assert "source_sha256" in meta and src.name in meta
     f = models.load("cifar_resnet56", weights=tmp_path / "r56")
-    x, _ = _cifar_images(step=500)
+    x, _ = cifar_test_images(step=500)
     np.testing.assert_array_equal(np.asarray(f(x)), np.asarray(models.load("cifar_resnet56")(x)))
     bad = subprocess.run([sys.executable, "-m", "checkpoints_convert", "cifar_resnet", str(src), str(tmp_path / "r20"),
                           "--set", "depth=20"], capture_output=True, text=True, env=env)

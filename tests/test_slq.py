@@ -49,10 +49,11 @@ def test_bad_slq_specs_and_missing_key():
 
 @pytest.mark.slow  # minutes on the shared cores: PGD under EOT with 1 and 8 SLQ draws
 def test_eot_accuracy_falls_as_draws_grow():
-    from robustjax import attacks as A
-    from tests.test_attacks_unit import _classifier
+    from small_models import small_classifier
 
-    f = _classifier(seed=2)
+    from robustjax import attacks as A
+
+    f = small_classifier(seed=2)
     x = images(32, 16, seed=3)
     d = get("jpeg:slq:qualities=10/30/50/90:block=8")
     y = jnp.argmax(f(d(x, jax.random.key(0))), axis=1)

@@ -1,4 +1,5 @@
-"""PyTorch reference networks written for the tests (from the papers, not copied code)."""
+"""PyTorch reference networks written for the tests (from the papers, not copied code), and the real CIFAR-10
+test images the parity tests compare them on."""
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,9 @@ class TorchBlock(nn.Module):
 
 
 class TorchCifarResNet(nn.Module):
+    """Reference CIFAR ResNet-``depth`` (option-A shortcuts, input normalised inside), the layout of the
+    published ``resnet{depth}-*.th`` files (their keys without the ``module.`` prefix)."""
+
     def __init__(self, depth):
         super().__init__()
         n = (depth - 2) // 6
@@ -91,3 +95,16 @@ def cifar_resnet20_case(n: int, cache_dir):
     y = np.array([labels.index(files[i].parent.name) for i in idx])
     ref = load_cifar_resnet(next(need(WEIGHTS / "cifar10-resnet").glob("resnet20-*.th")), 20)
     return models.load("cifar_resnet20"), ref, x, y
+
+
+def cifar_test_images(step: int = 100):
+    """``(x, y)``: every ``step``-th JPEG CIFAR-10 test image in sorted file order (float32 NHWC in [0, 1])
+    and its label (an index into ``cifar_resnet.LABELS``). Skips when the shared data are absent."""
+    import numpy as np
+    from conftest import DATA, need
+    from PIL import Image
+
+    files = sorted(need(DATA / "cifar10-test-jpeg").glob("*/*.jpg"))[::step]
+    x = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]).astype(np.float32) / 255.0
+    y = np.array([cifar_resnet.LABELS.index(f.parent.name) for f in files])
+    return x, y

@@ -28,26 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import best_of, peak_flops, reexec_with_allocator_settings  # noqa: E402
+from common import best_of, peak_flops, reexec_with_allocator_settings, torch_cifar_resnet  # noqa: E402
 
 RESNET50_GFLOP = 4.09 * 2  # forward FLOPs per 224x224 image (4.09 G multiply-adds)
-
-
-def _torch_cifar(depth=20):
-    import os
-
-    import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-    from test_models import _TorchCifarResNet  # the parity tests' reference network
-
-    ref = _TorchCifarResNet(depth)
-    root = os.environ.get("ROBUSTJAX_WEIGHTS")
-    hits = sorted((Path(root) / "cifar10-resnet").glob(f"resnet{depth}-*.th")) if root else []
-    if hits:
-        sd = torch.load(hits[-1], map_location="cpu", weights_only=True)["state_dict"]
-        ref.load_state_dict({k[len("module."):]: v for k, v in sd.items()})
-    return ref.eval(), bool(hits)
 
 
 def time_pgd(f_jax, torch_model, x, y, repeats, defense_torch=None, forms=("unrolled", "rolled"), attack="pgd"):
@@ -108,7 +91,7 @@ def main():
     if "resnet20" in args.cases:
         from robustjax import models
 
-        ref, real = _torch_cifar()
+        ref, real = torch_cifar_resnet()
         f = models.load("cifar_resnet20", weights=None if real else "init")
         x = rng.random((args.batch20, 32, 32, 3), dtype=np.float32)
         y = rng.integers(0, 10, args.batch20).astype(np.int64)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import reexec_with_allocator_settings  # noqa: E402
+from common import reexec_with_allocator_settings, torch_cifar_resnet  # noqa: E402
 
 EPS = 8 / 255
 
@@ -125,14 +125,13 @@ def main():
 
     import jax
     import torch
-    from attacks import _normalised, _torch_cifar  # noqa: F401  (the PGD benchmark's reference builders)
 
     print(f"jax {jax.__version__} on {jax.default_backend()}, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads")
     from robustjax import models
 
     if "resnet20" in args.cases:
-        ref, real = _torch_cifar()
+        ref, real = torch_cifar_resnet()
         f = models.load("cifar_resnet20", weights=None if real else "init")
         x, y, real_x = _cifar(args.batch20)
         time_case(f"CIFAR ResNet-20 ({'real' if real else 'random'} weights, {'real' if real_x else 'noise'} images), "

@@ -51,14 +51,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     import numpy as np
-    from attacks import _torch_cifar
+    from common import torch_cifar_resnet
 
     from robustjax import data
     from robustjax.eval import config as C
     from robustjax.eval.components import default
     from robustjax.eval.runner import Runner
 
-    ref, real = _torch_cifar()
+    ref, real = torch_cifar_resnet()
     ds = data.load("cifar10_jpeg").subset(a.n, 0)  # the images the runner evaluates, in its order
     x = np.stack([ds.read(i) for i in range(len(ds))]).astype(np.float32) / 255
     y = np.asarray(ds.labels, np.int64)

@@ -1,10 +1,12 @@
-"""Shared helpers of the benchmarks: allocator settings, timing, peak FLOP/s of this machine."""
+"""Shared helpers of the benchmarks: allocator settings, timing, peak FLOP/s of this machine, the PyTorch
+reference CIFAR ResNet."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def reexec_with_allocator_settings() -> None:
@@ -47,3 +49,21 @@ def peak_flops(repeats: int = 5) -> float:
     x, w = torch.randn(1, 256, 64, 64), torch.randn(256, 256, 3, 3)
     t_conv = best_of(lambda: torch.nn.functional.conv2d(x, w, padding=1), repeats)
     return max(2 * n**3 / t_torch, 2 * n**3 / t_jax, 2 * 256 * 256 * 9 * 64 * 64 / t_conv)
+
+
+def torch_cifar_resnet(depth: int = 20):
+    """``(model, real)``: the parity tests' PyTorch CIFAR ResNet-``depth`` (tests/torch_refs.py) in eval
+    mode, with the published weights (the last ``cifar10-resnet/resnet{depth}-*.th`` under
+    ROBUSTJAX_WEIGHTS) when there are some, else random ones; ``real`` says which."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    from torch_refs import TorchCifarResNet
+
+    ref = TorchCifarResNet(depth)
+    root = os.environ.get("ROBUSTJAX_WEIGHTS")
+    hits = sorted((Path(root) / "cifar10-resnet").glob(f"resnet{depth}-*.th")) if root else []
+    if hits:
+        sd = torch.load(hits[-1], map_location="cpu", weights_only=True)["state_dict"]
+        ref.load_state_dict({k[len("module."):]: v for k, v in sd.items()})
+    return ref.eval(), bool(hits)

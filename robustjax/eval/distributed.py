@@ -25,7 +25,10 @@ import time
 from pathlib import Path
 
 
-def _seconds(name: str, default: int) -> int:
+def env_seconds(name: str, default: int) -> int:
+    """The whole number of seconds in environment variable ``name`` (``default`` when it is unset),
+    surrounding blanks ignored. Raises ValueError naming the variable when the value is not a whole
+    number or is below 1, so a mistyped timeout fails at start-up instead of becoming a hang."""
     raw = os.environ.get(name, str(default)).strip()
     try:
         value = int(raw)
@@ -45,8 +48,8 @@ def initialize(**kwargs) -> None:
     if platforms.split(",")[0].strip() in ("", "cpu"):
         # Only the CPU client reads this; it must be set before the backend starts.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    kwargs.setdefault("initialization_timeout", _seconds("ROBUSTJAX_DISTRIBUTED_TIMEOUT_S", 300))
-    kwargs.setdefault("heartbeat_timeout_seconds", _seconds("ROBUSTJAX_HEARTBEAT_TIMEOUT_S", 100))
+    kwargs.setdefault("initialization_timeout", env_seconds("ROBUSTJAX_DISTRIBUTED_TIMEOUT_S", 300))
+    kwargs.setdefault("heartbeat_timeout_seconds", env_seconds("ROBUSTJAX_HEARTBEAT_TIMEOUT_S", 100))
     jax.distributed.initialize(**kwargs)
 
 

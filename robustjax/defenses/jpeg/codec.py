@@ -104,7 +104,10 @@ def _soft_clip(x: jax.Array, lo: float, hi: float, scale: float = 0.02) -> jax.A
     return jnp.where(x < lo, scale * (jnp.exp(jnp.minimum(x - lo, 0.0)) - 1.0) + lo, x)
 
 
-def _tables_kornia(q: jax.Array) -> tuple[jax.Array, jax.Array]:
+def tables_kornia(q: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """kornia's luma and chroma tables ``(N, 8, 8)`` for qualities ``q`` ``(N,)``, computed in ``q``'s
+    dtype (``quantization_tables(q, mode="kornia")`` computes them in float32). Not integers: kornia
+    scales the standard tables with its polynomial "floor". Quality 0 is read as 1."""
     q = jnp.where(q == 0.0, 1.0, q)
     scale = _poly_floor(jnp.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q))[:, None, None]
     luma = _poly_floor(_soft_clip((LUMA_TABLE * scale + 50.0) / 100.0, 1.0, 255.0))
@@ -115,17 +118,21 @@ def _tables_kornia(q: jax.Array) -> tuple[jax.Array, jax.Array]:
 def quantization_tables(quality, mode: str = "libjpeg") -> tuple[jax.Array, jax.Array]:
     """Luma and chroma tables ``(N, 8, 8)`` for qualities ``(N,)`` (natural order)."""
     q = jnp.atleast_1d(jnp.asarray(quality, jnp.float32))
-    return _tables_libjpeg(q) if mode == "libjpeg" else _tables_kornia(q)
+    return _tables_libjpeg(q) if mode == "libjpeg" else tables_kornia(q)
 
 
 # --------------------------------------------------------------------------- DCT core
 
 
-def _blockwise_codec(plane: jax.Array, table: jax.Array, quantise) -> jax.Array:
-    """Level-shift, 8x8 DCT, quantise, dequantise, IDCT of planes ``(N, C, H, W)`` (H, W multiples of 8).
+def blockwise_codec(plane: jax.Array, table: jax.Array, quantise) -> jax.Array:
+    """Level-shift, 8x8 DCT, quantise, dequantise, IDCT of planes ``(N, C, H, W)`` (samples on the
+    0..255 scale, H and W multiples of 8): the core both modes share, without colour conversion,
+    padding or clamping.
 
-    ``table`` is ``(N, 8, 8)``; the coefficients stay in the layout ``(N, C, Hb, u, Wb, v)`` so the
-    DCT is two small matrix products and needs no transposes.
+    ``table`` is ``(N, 8, 8)``, one per image. ``quantise`` is called once, on the coefficients divided
+    by the table, and returns their quantised values: a surrogate of ``robustjax.defenses.jpeg.rounding``,
+    or the identity to read what the quantiser sees. The coefficients stay in the layout
+    ``(N, C, Hb, u, Wb, v)`` so the DCT is two small matrix products and needs no transposes.
     """
     n, c, h, w = plane.shape
     blocks = plane.reshape(n, c, h // 8, 8, w // 8, 8) - 128.0
@@ -210,7 +217,7 @@ def _jpeg_libjpeg(x, q, rounding, chroma):
         cubic's value and gradient are the float DCT with the cubic quantiser."""
         if rounding == "exact":
             return islow.codec(plane, table)
-        decoded = jnp.clip(_store8(_blockwise_codec(plane, table, lambda v: quantise(v, rounding_lib.round_half_away))),
+        decoded = jnp.clip(_store8(blockwise_codec(plane, table, lambda v: quantise(v, rounding_lib.round_half_away))),
                            0.0, 255.0)
         if rounding == "ste":
             decoded = decoded + jax.lax.stop_gradient(islow.codec(plane, table) - decoded)
@@ -263,21 +270,21 @@ def _jpeg_kornia(x, q, quantise, chroma):
     mcu = 16 if chroma == "420" else 8
     hp, wp = -(-h // mcu) * mcu, -(-w // mcu) * mcu
     x = jnp.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-    luma_t, chroma_t = _tables_kornia(q)
+    luma_t, chroma_t = tables_kornia(q)
     if channels == 1:
-        gray = _blockwise_codec(x[..., 0][:, None] * 255.0, luma_t, quantise) / 255.0
+        gray = blockwise_codec(x[..., 0][:, None] * 255.0, luma_t, quantise) / 255.0
         return jnp.clip(gray, 0.0, 1.0)[:, 0, :h, :w, None]
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     y = 0.299 * r + 0.587 * g + 0.114 * b
     cb = (b - y) * 0.564 + 0.5
     cr = (r - y) * 0.713 + 0.5
-    luma = _stage(_blockwise_codec(y[:, None] * 255.0, luma_t, quantise))
+    luma = _stage(blockwise_codec(y[:, None] * 255.0, luma_t, quantise))
     c = _stage(jnp.stack([cb, cr], axis=1) * 255.0)
     if chroma == "420":
-        c = _stage(_blockwise_codec(_stage(_downsample_kornia(c)), chroma_t, quantise))
+        c = _stage(blockwise_codec(_stage(_downsample_kornia(c)), chroma_t, quantise))
         c = _stage(_upsample_bilinear2(c))
     else:
-        c = _stage(_blockwise_codec(c, chroma_t, quantise))
+        c = _stage(blockwise_codec(c, chroma_t, quantise))
     y, cb, cr = luma[:, 0] / 255.0, c[:, 0] / 255.0 - 0.5, c[:, 1] / 255.0 - 0.5
     rgb = jnp.stack(
         [y + 1.4025245442 * cr, y - 0.7144034731 * cr - 0.3443401356 * cb, y + 1.7730496454 * cb], axis=-1
