@@ -7,8 +7,10 @@ at 4/255 through the defense and with EOT over 8 draws.
 Run twice, scored on one draw and on ten (an image counts as robust only if every draw classifies
 it correctly; the record keeps the majority-vote and single-draw accuracies beside it):
 
-    python -m robustjax.eval --config experiments/randomised/scoring.py --n 200 --draws 1 --out experiments/randomised/draws1
-    python -m robustjax.eval --config experiments/randomised/scoring.py --n 200 --draws 10 --out experiments/randomised/draws10
+    python -m robustjax.eval --config experiments/randomised/scoring.py --n 200 --draws 1 \
+        --out experiments/randomised/draws1
+    python -m robustjax.eval --config experiments/randomised/scoring.py --n 200 --draws 10 \
+        --out experiments/randomised/draws10
 """
 
 from experiments.common import cifar10_jpeg
