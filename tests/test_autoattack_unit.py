@@ -257,8 +257,9 @@ def test_square_forward_on_unfooled_images_only_equals_the_full_forward(active_r
 
 
 @pytest.mark.parametrize("attack", [A.APGD(steps=12, unroll=False),
-                                    A.APGD(steps=12, norm="l2", restarts=2, unroll=False),
-                                    A.APGDT(steps=12, targets=3, unroll=False)],
+                                    pytest.param(A.APGD(steps=12, norm="l2", restarts=2, unroll=False),
+                                                 marks=pytest.mark.slow),
+                                    pytest.param(A.APGDT(steps=12, targets=3, unroll=False), marks=pytest.mark.slow)],
                          ids=["apgd-ce", "apgd-l2-restarts", "apgd-t"])
 def test_stopping_once_every_image_is_fooled_keeps_each_outcome_and_counts_fewer_evaluations(attack):
     """The suite's ``stop_when_fooled``: every image falls (or not) at the same evaluation as in the
