@@ -250,7 +250,7 @@ def test_vmap_over_images_equals_the_batch():
     with jax.enable_x64(True):
         xs, ys = jnp.asarray(x), jnp.asarray(y)
         batch = atk.run(f, xs, ys, key=jax.random.key(3))
-        one = jax.jit(jax.vmap(lambda v, t: jax.tree.map(lambda a: a[0], atk.run(f, v[None], t[None],
+        one = jax.jit(jax.vmap(lambda v, t: jax.tree.map(lambda a: a[0] if a.ndim else a, atk.run(f, v[None], t[None],
                                                                                  key=jax.random.key(3)))))(xs, ys)
         np.testing.assert_allclose(np.asarray(one.x_adv), np.asarray(batch.x_adv), atol=1e-12)
         for field in ("fooled", "iteration"):

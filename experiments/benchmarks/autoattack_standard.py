@@ -23,6 +23,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+BATCH = 64  # robustjax's calls: at most 64 images, gathered from windows of 4 x 64 (all 256 at the default --n)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
         eps = float(Fraction(text))
         cfg = C.quickstart()
         cfg.update(dict(dataset="cifar10_jpeg", models=["cifar_resnet20"], defenses=["none"], threats=["oblivious"],
-                        attacks=[{"name": "autoattack"}], eps=[0.0, eps], n=a.n, batch_size=a.n,
+                        attacks=[{"name": "autoattack"}], eps=[0.0, eps], n=a.n, batch_size=BATCH,
                         out=str(out / text.replace("/", "_")), name="autoattack_standard"))
         t0 = time.perf_counter()
         (rec,) = Runner(cfg, default(), progress=False, log=lambda *m: None).run()

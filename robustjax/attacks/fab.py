@@ -62,13 +62,15 @@ class FABResult(NamedTuple):
     ``norm`` (N,) float: the attack's norm (pixel units, over all H*W*C values) of the smallest misclassifying
     perturbation found for the image: ``||x_adv - x||`` for a fooled image (0 for one misclassified clean), the
     smallest found above ``eps`` for an image not fooled, ``inf`` where none was found. Robust accuracy at a budget
-    b (<= eps when eps is given) is the fraction of images with ``norm > b``.
+    b (<= eps when eps is given) is the fraction of images with ``norm > b``. ``evaluations`` () int32: the steps
+    of the runs made (``steps`` per run; the run loop ends once every image is broken).
     """
 
     x_adv: jax.Array
     fooled: jax.Array
     iteration: jax.Array
     norm: jax.Array
+    evaluations: jax.Array
 
 
 
@@ -318,6 +320,7 @@ def run_fab(f, x, y, key, eps, *, norm, steps, runs, restarts, differences_of_ru
     init = (clean_ok, x, jnp.where(clean_ok, -1, 0).astype(jnp.int32),
             jnp.where(clean_ok, jnp.inf, 0.0).astype(x.dtype))
     if runs == 1:
+        made = jnp.asarray(1)
         acc, adv, iteration, best = one(jnp.asarray(0), *init)
     else:
         def more(state):
@@ -326,8 +329,8 @@ def run_fab(f, x, y, key, eps, *, norm, steps, runs, restarts, differences_of_ru
         def body(state):
             return (state[0] + 1, *one(state[0], *state[1:]))
 
-        _, acc, adv, iteration, best = jax.lax.while_loop(more, body, (jnp.asarray(0), *init))
-    return FABResult(adv, ~acc, iteration, best)
+        made, acc, adv, iteration, best = jax.lax.while_loop(more, body, (jnp.asarray(0), *init))
+    return FABResult(adv, ~acc, iteration, best, (made * steps).astype(jnp.int32))
 
 
 # ---------------------------------------------------------------- the attack

@@ -50,9 +50,10 @@ SEMANTICS = f"{SUITE}: {SUITE_SEMANTICS}"
 
 
 def shapes(batch: int, devices: int) -> list[int]:
-    """The gathered-call sizes of a batch, ascending: ``batch``, ``batch/2``, ``batch/4`` rounded up to
-    a multiple of ``devices``. Few shapes, since on CPU a compilation costs hundreds of passes."""
-    return sorted({max(devices, -(-(batch // k) // devices) * devices) for k in (1, 2, 4)})
+    """The gathered-call sizes of a batch, ascending: ``batch``, ``batch/2``, ``batch/4``, ``batch/8``
+    rounded up to a multiple of ``devices``. Few shapes, since on CPU a compilation costs hundreds of
+    passes; down to an eighth, since the last members of a suite often see a handful of images."""
+    return sorted({max(devices, -(-(batch // k) // devices) * devices) for k in (1, 2, 4, 8)})
 
 
 def calls(count: int, sizes: list[int]) -> list[int]:
