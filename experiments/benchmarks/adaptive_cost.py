@@ -14,7 +14,7 @@ Grids:
 - ``table11``: Räber et al. 2025 Table 11 as ``experiments/raber2025/table11_worst.py`` runs it
   (efficientnet_lite0 with the Imagenette head, Imagenette images, sequential JPEG q25 at N = 1, 4, 8
   rounds, iFGSM-10 at 4/255 and 8/255, through and BPDA: 6 cells), ``--n`` images (default 100);
-  adaptive members ``ifgsm@through, ifgsm@bpda``.
+  adaptive members ``ifgsm@bpda, ifgsm@through`` (as the config orders them: BPDA first).
 
 ``--members`` reorders the suite or leaves members out (member order decides which images the later
 members see); members must be among the grid's, the attacks the exhaustive side runs, so the two
@@ -53,7 +53,7 @@ def _table11():
 # grid name: (config factory, default eps, default images, suite members in the default order)
 GRIDS = {
     "quickstart": (C.quickstart, "0,2/255,4/255,8/255", None, ["ifgsm@through", "ifgsm@bpda", "ifgsm@oblivious"]),
-    "table11": (_table11, "0,4/255,8/255", 100, ["ifgsm@through", "ifgsm@bpda"]),
+    "table11": (_table11, "0,4/255,8/255", 100, ["ifgsm@bpda", "ifgsm@through"]),
 }
 
 
