@@ -1,0 +1,78 @@
+"""The result tables in ``experiments/README.md`` that stores hold, regenerated from those stores.
+
+    python experiments/readme_tables.py            # rewrite every generated block in place
+    python experiments/readme_tables.py --check    # exit 1 naming each block that differs from its store
+
+Why: a figure typed into a README drifts from the run that produced it. A block
+
+    <!-- store: jia2019/table5 -->
+    ...
+    <!-- /store -->
+
+holds :func:`robustjax.eval.report.summary_table` of the store ``experiments/jia2019/table5`` (its
+``results.jsonl`` and per-image outcomes: every cell's accuracy at each budget, and the per-image
+worst case per defense). Nothing is recomputed: the stores are read. A block naming a missing
+store is an error naming the block's line and the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script: import this checkout's robustjax
+
+from robustjax.eval.report import summary_table  # noqa: E402
+from robustjax.eval.store import FILENAME, Store  # noqa: E402
+
+README = ROOT / "experiments" / "README.md"
+BLOCK = re.compile(r"(<!-- store: (?P<store>[^ >]+) -->\n)(?P<body>.*?)(<!-- /store -->)", re.S)
+
+
+def table(store: str, root: Path = ROOT) -> str:
+    """The markdown of store ``experiments/<store>``; FileNotFoundError naming it when absent."""
+    path = root / "experiments" / store
+    if not (path / FILENAME).is_file():
+        raise FileNotFoundError(f"no results store at {path / FILENAME}")
+    return summary_table(Store(path).records(), out=path) + "\n"
+
+
+def regenerate(text: str, root: Path = ROOT) -> str:
+    """``text`` with every store block's body replaced by its store's table."""
+    def one(m):
+        try:
+            body = table(m["store"], root)
+        except FileNotFoundError as e:
+            line = text.count("\n", 0, m.start()) + 1
+            raise FileNotFoundError(f"README line {line}, block 'store: {m['store']}': {e}") from None
+        return m[1] + body + m[4]
+
+    return BLOCK.sub(one, text)
+
+
+def stale(text: str, root: Path = ROOT) -> list[str]:
+    """The stores whose block in ``text`` differs from what the store holds."""
+    return [m["store"] for m in BLOCK.finditer(text) if m["body"] != table(m["store"], root)]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="exit 1 if a block differs from its store")
+    a = p.parse_args(argv)
+    text = README.read_text()
+    if a.check:
+        bad = stale(text)
+        for store in bad:
+            print(f"{README}: the block of store {store} differs from experiments/{store}; "
+                  "run python experiments/readme_tables.py", file=sys.stderr)
+        return 1 if bad else 0
+    README.write_text(regenerate(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
