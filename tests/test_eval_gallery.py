@@ -95,7 +95,7 @@ def test_resume_keeps_the_saved_batches_and_a_rerun_with_the_flag_fills_in_old_c
     out = tmp_path / "out"
     suite = {"name": "adaptive", "members": ["slowloop:steps=8@bpda", "fgsm@bpda"]}  # not tracked, tracked
     c = _cfg(out, defenses=["quant:8"], attacks=["fgsm", suite], threats=["bpda"], eps=[0.0, 32 / 255],
-             save_adversarials=False)
+             save_adversarials=False, suite_window=1)  # the suite saves per batch, as the grid: 3 files each
     first = Runner(c, components(), progress=False).run()
     assert not (out / A.DIRNAME).exists()
     capsys.readouterr()
