@@ -318,7 +318,8 @@ class APGD:
     step-size review's threshold. ``unroll``: the step loop's form (None: base.default_unroll).
     ``stop_when_fooled``: each run ends once every image is misclassified (the adaptive suite's
     setting, where only whether an image falls counts): ``fooled`` and ``iteration`` are unchanged,
-    ``x_adv`` is the last fooling point before the stop rather than the run's last (torchattacks').
+    ``x_adv`` is the last fooling point before the stop rather than the run's last (torchattacks'),
+    and the steps run in a rolled ``while_loop`` whatever ``unroll`` says.
 
     ``attack(f, x, y, key=key) -> x_adv``; :meth:`run` also returns which images were fooled and
     when (:class:`APGDResult`). Raises ValueError on a bad hyper-parameter (at construction) or
