@@ -188,23 +188,25 @@ DAS_NOTE = ("ResNet-20 (published weights) vaccinated one epoch per quality on 2
             "100 of 2,000 held-out CIFAR-10 test images (JPEG q75), instead of the paper's CNN trained on 50,000; "
             "DeepFool 20 steps, 3 candidate classes, unbounded.")
 
+JIA_ROWS = {"fgsm": ("FGSM", "86% / 84% / 83%"), "ifgsm": ("BIM", "78% / 41% / 34%")}  # paper, Table 5
+
+
+def jia_claim(attack: str, eps_255: int, level: float, threat: str = "gray box as above") -> Claim:
+    """A Jia et al. 2019 Table 5 claim: ComDefend ('in test time') keeps ``level`` under ``attack`` at
+    ``eps_255``/255 against the oblivious (gray-box) attacker."""
+    name, row = JIA_ROWS[attack]
+    text = f"ComDefend keeps {round(level * 100)}% under {name} {eps_255}/255 (used at test time)"
+    paper = f"Table 5, CIFAR-10, ResNet-50, ComDefend 'in test time', {name} L-inf 2 / 8 / 16 (/255): {row}; {threat}"
+    return Claim("Jia et al. 2019", text, paper,
+                 (level,), JIA_STORE, (Sel("comdefend:sigma=0", attack, "oblivious", eps_255 / 255),), JIA_RUN,
+                 note=JIA_NOTE)
+
+
 CLAIMS = [
-    Claim("Jia et al. 2019", "ComDefend keeps 84% under FGSM 8/255 (used at test time)",
-          "Table 5, CIFAR-10, ResNet-50, ComDefend 'in test time', FGSM L-inf 2 / 8 / 16 (/255): 86% / 84% / 83%; "
-          "the attacker knows the classifier, not ComDefend (gray box, per the authors)",
-          (0.84,), JIA_STORE, (Sel("comdefend:sigma=0", "fgsm", "oblivious", 8 / 255),), JIA_RUN, note=JIA_NOTE),
-    Claim("Jia et al. 2019", "ComDefend keeps 86% under FGSM 2/255 (used at test time)",
-          "Table 5, CIFAR-10, ResNet-50, ComDefend 'in test time', FGSM L-inf 2 / 8 / 16 (/255): 86% / 84% / 83%; "
-          "gray box as above",
-          (0.86,), JIA_STORE, (Sel("comdefend:sigma=0", "fgsm", "oblivious", 2 / 255),), JIA_RUN, note=JIA_NOTE),
-    Claim("Jia et al. 2019", "ComDefend keeps 78% under BIM 2/255 (used at test time)",
-          "Table 5, CIFAR-10, ResNet-50, ComDefend 'in test time', BIM L-inf 2 / 8 / 16 (/255): 78% / 41% / 34%; "
-          "gray box as above",
-          (0.78,), JIA_STORE, (Sel("comdefend:sigma=0", "ifgsm", "oblivious", 2 / 255),), JIA_RUN, note=JIA_NOTE),
-    Claim("Jia et al. 2019", "ComDefend keeps 41% under BIM 8/255 (used at test time)",
-          "Table 5, CIFAR-10, ResNet-50, ComDefend 'in test time', BIM L-inf 2 / 8 / 16 (/255): 78% / 41% / 34%; "
-          "gray box as above",
-          (0.41,), JIA_STORE, (Sel("comdefend:sigma=0", "ifgsm", "oblivious", 8 / 255),), JIA_RUN, note=JIA_NOTE),
+    jia_claim("fgsm", 8, 0.84, "the attacker knows the classifier, not ComDefend (gray box, per the authors)"),
+    jia_claim("fgsm", 2, 0.86),
+    jia_claim("ifgsm", 2, 0.78),
+    jia_claim("ifgsm", 8, 0.41),
     Claim("Räber et al. 2025", "sequential JPEG q25 becomes more robust with the number of rounds N",
           "Table 11, Imagenette, ResNet-50, JPEG q25 applied N times, iFGSM 4/255 with gradients propagated "
           "through the N rounds (Section 3.5): .29 / .929 / .979 at N = 1 / 4 / 8 (8/255: .211 / .88 / .969)",
