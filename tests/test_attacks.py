@@ -65,10 +65,16 @@ def test_signed_gradient_attacks_match_torchattacks(cifar, name, hparams, make_r
     assert _accuracy(f, ours, y) == _accuracy(f, theirs, y)
 
 
+# torchattacks' DeepFool takes one image at a time through 50 steps of full Jacobians: on 256 images it
+# was half the slow tier's time, so it is compared on the first 96 (84 of them clean-correct).
+N_MIN_NORM = {"cw": N_PARITY, "deepfool": 96}
+
+
 @pytest.mark.parametrize("name", ["cw", "deepfool"])
 def test_minimum_norm_attacks_match_torchattacks(cifar, name):
     """Success rate within 2 points and median L2 (of successful attacks) within 5%."""
     f, ref, x, y = cifar
+    x, y = x[:N_MIN_NORM[name]], y[:N_MIN_NORM[name]]
     attack = attacks.get(name)
     ours = np.asarray(jax.jit(lambda v, t: attack(f, v, t))(x, y))
     make = {"cw": lambda m: torchattacks.CW(m, c=1, kappa=0, steps=50, lr=0.01),
