@@ -11,8 +11,9 @@ Why: a figure typed into a README drifts from the run that produced it. A block
 
 holds :func:`robustjax.eval.report.summary_table` of the store ``experiments/jia2019/table5`` (its
 ``results.jsonl`` and per-image outcomes: every cell's accuracy at each budget, and the per-image
-worst case per defense). Nothing is recomputed: the stores are read. A block naming a missing
-store is an error naming the block's line and the path.
+worst case per defense). A table in a paper's own layout names its renderer (:data:`RENDERERS`):
+``<!-- store: das2017/resnet_table1 as das2017_table1 -->``. Nothing is recomputed: the stores are
+read. A block naming a missing store or an unknown renderer is an error naming the block's line.
 """
 
 from __future__ import annotations
@@ -26,37 +27,50 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: import this checkout's robustjax
 
-from robustjax.eval.report import summary_table  # noqa: E402
+from experiments.das2017.run import table1_markdown  # noqa: E402
+from robustjax.eval.report import latest, summary_table  # noqa: E402
 from robustjax.eval.store import FILENAME, Store  # noqa: E402
 
 README = ROOT / "experiments" / "README.md"
-BLOCK = re.compile(r"(<!-- store: (?P<store>[^ >]+) -->\n)(?P<body>.*?)(<!-- /store -->)", re.S)
+BLOCK = re.compile(r"(<!-- store: (?P<store>[^ >]+)(?: as (?P<renderer>[^ >]+))? -->\n)(?P<body>.*?)(<!-- /store -->)",
+                   re.S)
+
+# renderer name -> (store directory -> markdown); "summary" when a block names none
+RENDERERS = {
+    "summary": lambda path: summary_table(Store(path).records(), out=path) + "\n",
+    "das2017_table1": lambda path: table1_markdown(latest(Store(path).records())),
+}
 
 
-def table(store: str, root: Path = ROOT) -> str:
-    """The markdown of store ``experiments/<store>``; FileNotFoundError naming it when absent."""
+def table(store: str, root: Path = ROOT, renderer: str | None = None) -> str:
+    """The markdown of store ``experiments/<store>`` by ``renderer`` (default "summary");
+    FileNotFoundError naming the store when absent, KeyError naming an unknown renderer."""
     path = root / "experiments" / store
+    if (renderer or "summary") not in RENDERERS:
+        raise KeyError(f"unknown renderer '{renderer}' (known: {', '.join(sorted(RENDERERS))})")
     if not (path / FILENAME).is_file():
         raise FileNotFoundError(f"no results store at {path / FILENAME}")
-    return summary_table(Store(path).records(), out=path) + "\n"
+    return RENDERERS[renderer or "summary"](path)
 
 
 def regenerate(text: str, root: Path = ROOT) -> str:
     """``text`` with every store block's body replaced by its store's table."""
     def one(m):
+        line = text.count("\n", 0, m.start()) + 1
         try:
-            body = table(m["store"], root)
+            body = table(m["store"], root, m["renderer"])
         except FileNotFoundError as e:
-            line = text.count("\n", 0, m.start()) + 1
             raise FileNotFoundError(f"README line {line}, block 'store: {m['store']}': {e}") from None
-        return m[1] + body + m[4]
+        except KeyError as e:
+            raise KeyError(f"README line {line}, block 'store: {m['store']}': {e.args[0]}") from None
+        return m[1] + body + m[5]
 
     return BLOCK.sub(one, text)
 
 
 def stale(text: str, root: Path = ROOT) -> list[str]:
     """The stores whose block in ``text`` differs from what the store holds."""
-    return [m["store"] for m in BLOCK.finditer(text) if m["body"] != table(m["store"], root)]
+    return [m["store"] for m in BLOCK.finditer(text) if m["body"] != table(m["store"], root, m["renderer"])]
 
 
 def main(argv=None) -> int:

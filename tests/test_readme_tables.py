@@ -42,3 +42,19 @@ def test_a_block_is_filled_from_its_store_and_a_changed_figure_is_caught(tmp_pat
     shutil.rmtree(out)
     with pytest.raises(FileNotFoundError, match=r"README line 2, block 'store: small': no results store at .*small"):
         T.regenerate(filled, tmp_path)
+
+
+def test_a_block_naming_a_renderer_uses_it_and_an_unknown_renderer_is_refused(tmp_path):
+    out = tmp_path / "experiments" / "small"
+    c = base_cfg(tmp_path, defenses=["none"], attacks=["fgsm"], threats=["oblivious"], eps=[0.0, 8 / 255],
+                 n=6, out=str(out))
+    Runner(c, components(), progress=False).run()
+    rec = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    filled = T.regenerate("<!-- store: small as das2017_table1 -->\n<!-- /store -->\n", tmp_path)
+    body = T.BLOCK.search(filled)["body"]
+    # Das et al. 2017's layout: attacked accuracy and misclassification success (flipped / clean-correct)
+    assert "misclassification success" in body and f"{rec['correct'][1] / 6:.3f}" in body
+    assert f"{rec['flipped'][1] / rec['clean_correct']:.3f}" in body
+    assert T.stale(filled, tmp_path) == []
+    with pytest.raises(KeyError, match=r"README line 1, block 'store: small': unknown renderer 'nope'"):
+        T.regenerate("<!-- store: small as nope -->\n<!-- /store -->\n", tmp_path)

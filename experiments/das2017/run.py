@@ -146,6 +146,32 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- Table 1
 
 
+def table1_markdown(recs: list[dict]) -> str:
+    """Table 1's rows from its store records: per cell the benign and attacked accuracy and the
+    misclassification success rate (Das et al. 2017's metric: flipped / clean-correct), each with
+    its 95% Wilson interval, and seconds per image. ``experiments/readme_tables.py`` renders the
+    README's copy with this, so the README cannot drift from the store."""
+    votes = len(QUALITIES) ** 2  # the chain trains one model per quality; each votes on every quality
+    label = {"oblivious": "paper (made on M)", "through": "adaptive: through (cubic JPEG)", "bpda": "adaptive: BPDA"}
+    rows = []
+    for r in recs:
+        s = r["settings"]
+        who = "M" if s["model"] == "M" else f"ensemble ({votes} votes)"
+        threat = "attacked directly" if s["model"] == "M" else label[s["threat"]]
+        k0, k1 = r["correct"][0], r["correct"][1]
+        lo, hi = wilson(k1, r["n_images"])
+        msr = r["flipped"][1] / r["clean_correct"] if r.get("clean_correct") else float("nan")
+        mlo, mhi = wilson(r["flipped"][1], r["clean_correct"])
+        blo, bhi = wilson(k0, r["n_images"])
+        rows.append((s["attack"], who, threat, f"{k0 / r['n_images']:.3f} [{blo:.3f}, {bhi:.3f}]",
+                     f"{k1 / r['n_images']:.3f} [{lo:.3f}, {hi:.3f}]", f"{msr:.3f} [{mlo:.3f}, {mhi:.3f}]",
+                     f"{r['timing']['per_image_s']:.3f}"))
+    head = ("| attack | model | threat model | benign accuracy | attacked accuracy | misclassification success "
+            "| s/image |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |")
+    return "\n".join([head] + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
 def table1(root: Path, base: str, n: int, run: bool = True) -> str:
     """Run (``run``) or only render from the results store the Table 1 cells."""
     from robustjax.eval.report import latest
@@ -163,29 +189,9 @@ def table1(root: Path, base: str, n: int, run: bool = True) -> str:
     else:
         recs = latest(Store(p["table1"]).records())
     wall = time.perf_counter() - t0
-    votes = len(json.loads((p["chain"] / "chain.json").read_text())["qualities"]) ** 2
-    rows = []
-    label = {"oblivious": "paper (made on M)", "through": "adaptive: through (cubic JPEG)", "bpda": "adaptive: BPDA"}
-    for r in recs:
-        s = r["settings"]
-        who = "M" if s["model"] == "M" else f"ensemble ({votes} votes)"
-        threat = "attacked directly" if s["model"] == "M" else label[s["threat"]]
-        k0, k1 = r["correct"][0], r["correct"][1]
-        lo, hi = wilson(k1, r["n_images"])
-        msr = r["flipped"][1] / r["clean_correct"] if r.get("clean_correct") else float("nan")
-        mlo, mhi = wilson(r["flipped"][1], r["clean_correct"])
-        blo, bhi = wilson(k0, r["n_images"])
-        rows.append((s["attack"], who, threat, f"{k0 / r['n_images']:.3f} [{blo:.3f}, {bhi:.3f}]",
-                     f"{k1 / r['n_images']:.3f} [{lo:.3f}, {hi:.3f}]", f"{msr:.3f} [{mlo:.3f}, {mhi:.3f}]",
-                     f"{r['timing']['per_image_s']:.3f}"))
-    n_img = recs[0]["n_images"]
-    head = ("| attack | model | threat model | benign accuracy | attacked accuracy | misclassification success "
-            "| s/image |\n"
-            "| --- | --- | --- | --- | --- | --- | --- |")
-    text = "\n".join([f"Table 1 ({base}): {n_img} held-out images, 95% Wilson intervals; wall {wall:.0f} s this call",
-                      "", head]
-                     + ["| " + " | ".join(r) + " |" for r in rows])
-    (p["table1"] / "table1.md").write_text(text + "\n")
+    text = f"Table 1 ({base}): {recs[0]['n_images']} held-out images, 95% Wilson intervals; wall {wall:.0f} s this call"
+    text += "\n\n" + table1_markdown(recs)
+    (p["table1"] / "table1.md").write_text(text)
     return text
 
 
