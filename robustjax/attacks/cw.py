@@ -1,7 +1,10 @@
 """Carlini & Wagner L2 (2017), untargeted, as torchattacks 3.5.1 runs it: optimisation in tanh
 space with Adam (optax), the best (smallest-L2) misclassifying image kept per input, and its early
 stop every ``steps // 10`` steps once the batch's total cost stops decreasing (done here with a
-mask inside the compiled loop, not a host round trip).
+mask inside the compiled loop, not a host round trip). ``abort_early=False`` runs every step: the
+evaluation programs, which run each image on its own, use it, since an abort checked per image stops
+an image the first time its own cost rises and so weakens the attack (the batch check is what
+torchattacks and Carlini & Wagner do; it makes an image's result depend on its batch).
 
 ``margin="torchattacks"`` (default, for comparability with Räber et al. 2025) reproduces torchattacks'
 margin, which takes both maxima over logits with the other entries zeroed:
@@ -41,6 +44,7 @@ class CW:
     steps: int = 50
     lr: float = 0.01
     margin: str = "torchattacks"
+    abort_early: bool = True
     unroll: bool | None = None  # None: base.default_unroll chooses the loop form
 
     def __call__(self, f, x, y, key=None):
@@ -67,7 +71,7 @@ class CW:
             best_l2 = jnp.where(improved, l2, best_l2)
             best_adv = jnp.where(improved[:, None, None, None], adv, best_adv)
             check = (i % every) == 0
-            stop_now = check & (total > prev_cost)
+            stop_now = check & (total > prev_cost) & self.abort_early
             prev_cost = jnp.where(check & ~stopped, total, prev_cost)
             stopped = stopped | stop_now
             w = jnp.where(stopped, w, optax.apply_updates(w, updates))

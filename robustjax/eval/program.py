@@ -52,6 +52,16 @@ def attack_with_step(attack, view, x, y, key):
     return x_adv, jnp.full((x.shape[0],), -1, jnp.int32), None
 
 
+def per_image_attack(attack):
+    """``attack`` as the per-image programs run it: an option that couples the images of a batch is
+    turned off (C&W's ``abort_early``, checked on the batch's total cost: per image it would stop an
+    image the first time its own cost rises, a weaker attack; off, C&W runs every step and keeps its
+    best point, and an image's result does not depend on its batch)."""
+    if "abort_early" in getattr(attack, "__dataclass_fields__", {}):
+        return dataclasses.replace(attack, abort_early=False)
+    return attack
+
+
 def suite_attack(attack, defense):
     """``attack`` as a suite member runs it: with no defense the attacker's view is the scored model
     itself, so an attack that can end once every image is fooled (``stop_when_fooled``: APGD,
@@ -150,7 +160,7 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
             return jnp.where((clean_pred == y) & (pred != y), step[None], -1)
 
         if minimum_norm:
-            x_adv, step, _ = attack_with_step(make_attack(), view, x, y, akey)
+            x_adv, step, _ = attack_with_step(per_image_attack(make_attack()), view, x, y, akey)
             norm = l2_norms(x_adv - x)
             within = norm[None, :] <= eps[:, None]  # (E, B)
             adv, adv_draws = preds(x_adv)
@@ -161,7 +171,7 @@ def grid_program(f, defenses, make_attack, threat: str, n_attacked: int, eot_sam
             return out, shown(jnp.broadcast_to(x_adv, (eps.shape[0], *x_adv.shape)))  # one point at every bound
 
         def one(e):
-            x_adv, step, _ = attack_with_step(make_attack(e), view, x, y, akey)
+            x_adv, step, _ = attack_with_step(per_image_attack(make_attack(e)), view, x, y, akey)
             pred, draws = preds(x_adv)
             return pred, broken_step(pred, step), draws, x_adv
 
@@ -216,7 +226,7 @@ def _member_context(g, defense, member, make_attack, eot_samples, key, row, y, e
     def score(xs):
         return representative(draw_preds(g, defense, keys, xs), y)
 
-    return score, view, make_attack(eps), akey
+    return score, view, per_image_attack(make_attack(eps)), akey
 
 
 def tracked_program(f, defense, member, make_attack, eot_samples: int, early_stop: bool = True, scoring=None):
