@@ -30,8 +30,7 @@ Design choices:
   ``autoattack_required`` (then a missing cell is an error). No figure is ever made up.
 - A claim whose store is not committed yet is declared in :data:`PENDING` and listed under "Claims
   awaiting a store" with the command that produces it; enabling it is moving it to
-  :data:`CLAIMS`. A pending claim whose store exists but whose figures cannot be trusted yet says
-  why in ``held``. A claim in :data:`CLAIMS` whose store or cell is missing is an error: the
+  :data:`CLAIMS`. A claim in :data:`CLAIMS` whose store or cell is missing is an error: the
   generator never drops a claim silently.
 - Each figure is printed as an accuracy with its 95% Wilson interval (:func:`robustjax.eval.stats.wilson`)
   and image count: ``.160 [.12, .22] (n=200)``.
@@ -123,7 +122,6 @@ class Claim:
     note: str = ""  # what differs from the paper's setup
     autoattack_required: bool = False
     autoattack_store: str | None = None
-    held: str = ""  # why a pending claim stays pending although its store exists (shown in its store cell)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,10 +194,7 @@ JIA_MN_NOTE = ("cifar_resnet56 (published weights) on a seeded 100 of the 10,000
                "q75, instead of the paper's own ResNet-50; ComDefend with the authors' weights at sigma 0. DeepFool "
                "(50 steps, overshoot 0.02) and C&W (c 1, 50 steps) are minimum-norm L2 attacks: an image counts as "
                "broken when the attack fooled the model within the L2 radius of the paper's L-inf ball, "
-               "eps * sqrt(3072) (1.74 for 8/255; experiments/jia2019/table5_minnorm.py). The worst case includes "
-               "the store's C&W cells, which carry a known defect (a per-image early abort; experiments/README.md): "
-               "it weakens C&W at small bounds, and this claim's worst case at 1.74 is .000 with it; to be rerun "
-               "after the fix.")
+               "eps * sqrt(3072) (1.74 for 8/255; experiments/jia2019/table5_minnorm.py).")
 
 # paper, Table 5 ('in test time' row): attack -> (name, the row's three figures)
 JIA_ROWS = {"fgsm": ("FGSM", "86% / 84% / 83%"), "ifgsm": ("BIM", "78% / 41% / 34%"),
@@ -258,13 +253,10 @@ CLAIMS = [
                "JPEG row (21%): the two rows read the other way round (experiments/README.md). efficientnet_lite0 "
                "with the Imagenette head instead of ResNet-50, a seeded 200 of the 3,925 Imagenette val images."),
     jia_claim("deepfool", 8, 0.88),
+    jia_claim("cw", 8, 0.87),
 ]
 
 PENDING = [
-    dataclasses.replace(jia_claim("cw", 8, 0.87),
-                        held="C&W in the evaluation program checks its early abort per image since outcomes were "
-                             "made batch-independent, which weakens it (experiments/README.md, 'Known defect in the "
-                             "C&W rows'); its cells are to be rerun after the fix"),
 ]
 
 
@@ -499,9 +491,7 @@ def render(claims: list[Claim], pending: list[Claim], root: Path = ROOT) -> str:
                "Declared in `experiments/claims.py` (`PENDING`); no figure of ours is shown until its store is "
                "committed and the claim moved to `CLAIMS`.", "",
                "| claim | paper: figure, threat model | store | command |", "|---|---|---|---|"]
-        md += ["| " + " | ".join(escape(x) for x in [f"{c.cite}: {c.text}", c.paper,
-                                                     c.store + (f" (held: {c.held})" if c.held else ""),
-                                                     f"`{c.command}`"])
+        md += ["| " + " | ".join(escape(x) for x in [f"{c.cite}: {c.text}", c.paper, c.store, f"`{c.command}`"])
                + " |" for c in pending]
         md.append("")
     return "\n".join(md)
@@ -514,7 +504,7 @@ def main(argv=None, claims=None, pending=None, root: Path = ROOT, path: Path = O
     claims = CLAIMS if claims is None else claims
     pending = PENDING if pending is None else pending
     for c in pending:
-        if (root / c.store / FILENAME).is_file() and not c.held:
+        if (root / c.store / FILENAME).is_file():
             print(f"note: {c.store} now holds a store: move '{c.text}' from PENDING to CLAIMS", file=sys.stderr)
     try:
         text = render(claims, pending, root)
