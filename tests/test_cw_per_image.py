@@ -24,12 +24,12 @@ def test_grid_cw_cell_runs_every_step_per_image_and_is_batch_independent():
     so with no batch-wide stop every image is independent), and differ from a per-image abort: with
     it, vmapped images stop on their own cost (the defect this guards against)."""
     f = small_classifier()
-    x, y = random_batch(n=6, seed=3)
+    x, y = random_batch(n=4, seed=3)
     y = jnp.argmax(f(x), axis=1)  # all clean-correct: every image is attacked
     cw = attacks.get("cw", steps=30, lr=0.05)
     program = grid_program(f, [lambda v, key=None: v], lambda: cw, "oblivious", 1, 1, minimum_norm=True)
     big = 1e3
-    out = jax.jit(program)(None, x, y, jax.random.key(0), jnp.arange(6, dtype=jnp.int32), jnp.asarray([big]))
+    out = jax.jit(program)(None, x, y, jax.random.key(0), jnp.arange(4, dtype=jnp.int32), jnp.asarray([big]))
     norm = np.asarray(out[3])
     whole = dataclasses.replace(cw, abort_early=False)(f, x, y)
     np.testing.assert_allclose(norm, np.asarray(jnp.sqrt(jnp.sum(jnp.square(whole - x), axis=(1, 2, 3)))),
