@@ -36,3 +36,22 @@ def test_grid_cw_cell_runs_every_step_per_image_and_is_batch_independent():
                                rtol=1e-5, atol=1e-6)
     aborted = jax.vmap(lambda a, b: cw(f, a[None], b[None])[0])(x, y)  # the per-image abort
     assert not np.allclose(np.asarray(aborted), np.asarray(whole), atol=1e-6)
+
+
+def test_the_evaluation_refuses_abort_early_before_any_compute(tmp_path):
+    """The per-image programs always turn C&W's abort off, so asking for it is an error, not ignored."""
+    import pytest
+    from eval_standins import components
+    from test_eval_runner import cfg as base_cfg
+
+    from robustjax.eval.runner import Runner
+
+    loaded = []
+    comp = dataclasses.replace(components(), get_attack=attacks.get, attack_names=lambda: ["cw"],
+                               minimum_norm=lambda name: name == "cw",
+                               load_data=lambda *a, **k: loaded.append(a) or components().load_data(*a, **k))
+    c = base_cfg(tmp_path, defenses=["none"], attacks=["cw:abort_early=true"], threats=["oblivious"], eps=[0.0, 1.0],
+                 n=2, out=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="attack 'cw': abort_early is a batch-wide check"):
+        Runner(c, comp, progress=False).run()
+    assert loaded == [] and not (tmp_path / "out" / "results.jsonl").exists()
