@@ -45,12 +45,12 @@ RENDERERS = {
 def table(store: str, root: Path = ROOT, renderer: str | None = None) -> str:
     """The markdown of store ``experiments/<store>`` by ``renderer`` (default "summary");
     FileNotFoundError naming the store when absent, KeyError naming an unknown renderer."""
-    path = root / "experiments" / store
-    if (renderer or "summary") not in RENDERERS:
-        raise KeyError(f"unknown renderer '{renderer}' (known: {', '.join(sorted(RENDERERS))})")
+    path, name = root / "experiments" / store, renderer or "summary"
+    if name not in RENDERERS:
+        raise KeyError(f"unknown renderer '{name}' (known: {', '.join(sorted(RENDERERS))})")
     if not (path / FILENAME).is_file():
         raise FileNotFoundError(f"no results store at {path / FILENAME}")
-    return RENDERERS[renderer or "summary"](path)
+    return RENDERERS[name](path)
 
 
 def regenerate(text: str, root: Path = ROOT) -> str:

@@ -6,10 +6,14 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from eval_standins import components
 from small_models import random_batch, small_classifier
+from test_eval_runner import cfg as base_cfg
 
 from robustjax import attacks
 from robustjax.eval.program import grid_program, per_image_attack
+from robustjax.eval.runner import Runner
 
 
 def test_per_image_attack_turns_off_only_batch_coupled_options():
@@ -40,12 +44,6 @@ def test_grid_cw_cell_runs_every_step_per_image_and_is_batch_independent():
 
 def test_the_evaluation_refuses_abort_early_before_any_compute(tmp_path):
     """The per-image programs always turn C&W's abort off, so asking for it is an error, not ignored."""
-    import pytest
-    from eval_standins import components
-    from test_eval_runner import cfg as base_cfg
-
-    from robustjax.eval.runner import Runner
-
     loaded = []
     comp = dataclasses.replace(components(), get_attack=attacks.get, attack_names=lambda: ["cw"],
                                minimum_norm=lambda name: name == "cw",

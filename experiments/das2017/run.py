@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from robustjax.eval.stats import wilson  # noqa: E402  (after the path: this checkout's robustjax)
 
 QUALITIES = (100, 90, 80, 70, 60, 50, 40, 30, 20)
 BASES = {
@@ -130,17 +131,6 @@ def run_grid(root: Path, base: str, out: Path, name: str, **fields) -> list[dict
     cfg.update({"name": name, "dataset": "cifar10_jpeg", "data_dir": None, "seed": 0, "weights": None, "head": None,
                 "batch_size": 10, "out": str(out), **fields})
     return Runner(ml_collections.ConfigDict(cfg), components(root, base), progress=False).run()
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion k/n."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
 
 
 # ----------------------------------------------------------------------------- Table 1

@@ -17,6 +17,7 @@ from robustjax.attacks.threat import THREATS
 from robustjax.eval import autoattack
 from robustjax.eval import config as C
 from robustjax.eval.components import Components
+from robustjax.eval.program import BATCH_COUPLED
 from robustjax.models import ensemble
 
 SUITE = "adaptive"  # the attack name of the adaptive suite; its cells' threat is also "adaptive"
@@ -212,8 +213,9 @@ def resolve(cfg, comp: Components) -> Plan:
             raise ValueError(f"eps values must be in [0, 1] for L-inf attack {spec.name!r} (pixel units, e.g. 8/255), "
                              f"got {max(cfg.eps)}; only minimum-norm and L2 attacks take bounds above 1")
         comp.get_attack(spec.name, eps=probe, **spec.kwargs)  # bad hyper-parameters fail here
-        if "abort_early" in spec.kwargs:  # program.per_image_attack turns it off: never silently ignored
-            raise ValueError(f"attack {spec.name!r}: abort_early is a batch-wide check and the evaluation runs each "
-                             "image on its own, so it always runs every step there; remove abort_early")
+        coupled = ", ".join(sorted(BATCH_COUPLED.keys() & spec.kwargs.keys()))  # per_image_attack overrides them
+        if coupled:
+            raise ValueError(f"attack {spec.name!r}: {coupled} is a batch-wide check and the evaluation runs each "
+                             f"image on its own, so it always runs every step there; remove {coupled}")
     defenses = {d.strip(): comp.get_defense(d.strip()) for d in dict.fromkeys(cfg.defenses)}
     return Plan(tuple(jobs(cfg, defenses, comp)), defenses)

@@ -52,14 +52,18 @@ def attack_with_step(attack, view, x, y, key):
     return x_adv, jnp.full((x.shape[0],), -1, jnp.int32), None
 
 
+# attack options that couple the images of a batch, and their per-image setting; the plan refuses them
+BATCH_COUPLED = {"abort_early": False}
+
+
 def per_image_attack(attack):
-    """``attack`` as the per-image programs run it: an option that couples the images of a batch is
-    turned off (C&W's ``abort_early``, checked on the batch's total cost: per image it would stop an
-    image the first time its own cost rises, a weaker attack; off, C&W runs every step and keeps its
-    best point, and an image's result does not depend on its batch)."""
-    if "abort_early" in getattr(attack, "__dataclass_fields__", {}):
-        return dataclasses.replace(attack, abort_early=False)
-    return attack
+    """``attack`` as the per-image programs run it: an option that couples the images of a batch
+    (:data:`BATCH_COUPLED`) is turned off (C&W's ``abort_early``, checked on the batch's total cost:
+    per image it would stop an image the first time its own cost rises, a weaker attack; off, C&W
+    runs every step and keeps its best point, and an image's result does not depend on its batch)."""
+    fields = getattr(attack, "__dataclass_fields__", {})
+    coupled = {k: v for k, v in BATCH_COUPLED.items() if k in fields}
+    return dataclasses.replace(attack, **coupled) if coupled else attack
 
 
 def suite_attack(attack, defense):
