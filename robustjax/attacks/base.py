@@ -68,7 +68,16 @@ def loss_grad(f, x: jax.Array, y: jax.Array) -> jax.Array:
     own = getattr(f, "loss_grad", None)
     if own is not None:
         return own(x, y)
-    return jax.grad(lambda v: cross_entropy(f(v), y))(x)
+    return loss_grad_and_logits(f, x, y)[0]
+
+
+def loss_grad_and_logits(f, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(gradient, logits)``: :func:`loss_grad` of a plain view ``f`` (no ``loss_grad`` of its own),
+    and the logits ``f(x)`` ``(N, K)`` its forward pass computed: a tracked suite member whose view is
+    the scored model reads whether ``x`` fools it from them instead of a second forward pass."""
+    logits, pull = jax.vjp(f, x)
+    (g,) = pull(jax.grad(cross_entropy)(logits, y))
+    return g, logits
 
 
 def num_classes(f, x) -> int | None:

@@ -7,7 +7,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loss_grad, project_linf_bim
+from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, project_linf_bim
 from robustjax.attacks.iterative import iterate
 
 
@@ -28,11 +28,10 @@ class BIM:
     def start(self, f, x, y, key=None):
         return (x,)
 
-    def step(self, f, state, x, y):
+    def update(self, state, x, grad):
         (adv,) = state
         alpha = self.eps / 4 if self.alpha is None else self.alpha
-        adv = adv + alpha * jnp.sign(loss_grad(f, adv, y))
-        return (project_linf_bim(adv, x, self.eps),)
+        return (project_linf_bim(adv + alpha * jnp.sign(grad), x, self.eps),)
 
     def __call__(self, f, x, y, key=None):
         return iterate(self, f, x, y, key)

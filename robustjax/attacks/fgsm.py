@@ -6,7 +6,8 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, loss_grad
+from robustjax.attacks.base import check_inputs, check_nonnegative
+from robustjax.attacks.iterative import step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,11 +25,11 @@ class FGSM:
     def start(self, f, x, y, key=None):
         return (x,)
 
-    def step(self, f, state, x, y):
+    def update(self, state, x, grad):
         (adv,) = state
-        return (jnp.clip(adv + self.eps * jnp.sign(loss_grad(f, adv, y)), 0.0, 1.0),)
+        return (jnp.clip(adv + self.eps * jnp.sign(grad), 0.0, 1.0),)
 
     def __call__(self, f, x, y, key=None):
         """The one step from the start, without a loop (what :func:`iterate` computes for one step)."""
         self.check(f, x, y, key)
-        return self.step(f, self.start(f, x, y, key), x, y)[0]
+        return step(self, f, self.start(f, x, y, key), x, y)[0]

@@ -6,7 +6,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, loss_grad, project_linf_pgd
+from robustjax.attacks.base import check_inputs, check_nonnegative, check_steps, project_linf_pgd
 from robustjax.attacks.iterative import iterate
 
 
@@ -28,10 +28,10 @@ class MIFGSM:
     def start(self, f, x, y, key=None):
         return (x, jnp.zeros_like(x))
 
-    def step(self, f, state, x, y):
+    def update(self, state, x, grad):
         adv, momentum = state
         alpha = self.eps / 4 if self.alpha is None else self.alpha
-        g = loss_grad(f, adv, y)
+        g = grad
         scale = jnp.mean(jnp.abs(g), axis=tuple(range(1, g.ndim)), keepdims=True)
         g = g / jnp.where(scale > 0, scale, 1.0)  # an all-zero gradient stays zero (torchattacks: NaN)
         g = g + momentum * self.decay

@@ -14,7 +14,6 @@ from robustjax.attacks.base import (
     check_norm,
     check_steps,
     l2_norms,
-    loss_grad,
     per_image,
     project_linf_pgd,
 )
@@ -80,10 +79,9 @@ class PGD:
         delta = delta * per_image(r / l2_norms(delta) * eps, delta)
         return (jnp.clip(x + delta, 0.0, 1.0),)
 
-    def step(self, f, state, x, y):
+    def update(self, state, x, grad):
         (adv,) = state
-        eps, alpha = self.budget, self.step_size
-        g = loss_grad(f, adv, y)
+        eps, alpha, g = self.budget, self.step_size, grad
         if self.norm == "linf":
             return (project_linf_pgd(adv + alpha * jnp.sign(g), x, eps),)
         return (project_l2(adv + alpha * g / per_image(l2_norms(g) + 1e-10, g), x, eps),)
