@@ -68,7 +68,8 @@ def _tracked_vs_own(spec, eps, threat):
     while done < steps:  # in segments, as the suite runs it; rows 1 and 4 gathered out and back in
         stop = min(done + 2, steps)
         idx = jnp.arange(B, dtype=jnp.int32) if done == 0 else jnp.asarray([4, 1, 0, 2, 3, 5], jnp.int32)
-        state, found, pred, _ = advance(None, x, y, rows, key, jnp.float64(eps), state, found, pred, idx, done, stop)
+        state, found, pred, _ = advance(None, x, y, rows, key, jnp.float64(eps), state, found, pred, idx, B, done,
+                                        stop)
         done = stop
 
     @jax.jit
@@ -82,6 +83,70 @@ def _tracked_vs_own(spec, eps, threat):
     got, want = np.asarray(point(state)), np.asarray(own(x, y, rows, jnp.float64(eps)))
     assert got.dtype == np.float64 and np.abs(got - x[:, None]).max() > 0  # the attack moved the images
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("spec, eps", CASES)
+@pytest.mark.parametrize("threat", ["through"])
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_check_read_from_the_gradient_pass_equals_a_separate_scoring_pass(spec, eps, threat, early_stop):
+    """The shared check (each point's fooling check read from the logits of the gradient pass taken
+    there, the last point scored) gives the found steps, predictions and points of the unshared one
+    (a scoring pass after every step), with and without early stopping. In float64, at a budget
+    where images fall at different steps (L2: 4x the parity budget, where some do)."""
+    eps = 4 * eps if "l2" in spec else eps
+    with jax.enable_x64(True):
+        f = tiny_classifier()
+        defense = get_defense("noise:8")
+        scoring = Scoring(fixed=True)  # the attacker's own draw: the view is the scored model
+        member = Member.parse(f"{spec}:steps=5@{threat}" if spec != "fgsm" else f"{spec}@{threat}")
+        assert P.view_is_scored_model(threat, f, defense, scoring)
+
+        def make(e):
+            return A.get(member.attack.name, eps=e, **member.attack.kwargs)
+
+        rng = np.random.default_rng(1)
+        B = 16
+        x = jnp.asarray(rng.uniform(0, 1, (B, 32, 32, 3)), jnp.float64)
+        rows = jnp.arange(B, dtype=jnp.int32)
+        key = seed_key(0)
+        y = jnp.argmax(f(x), -1).astype(jnp.int32)  # clean-correct by construction
+        leaves = P.state_shapes(f, defense, member, make, 8, (32, 32, 3), eps, jnp.float64)
+        steps = make(eps).steps
+        out = {}
+        for shared in (True, False):
+            advance = jax.jit(P.tracked_program(f, defense, member, make, 8, early_stop=early_stop, scoring=scoring,
+                                                shared=shared, chunk=4))
+            state = jax.tree.map(lambda a: jnp.zeros((B, *a.shape), a.dtype), leaves)
+            found, pred = jnp.full(B, -1, jnp.int32), jnp.zeros(B, jnp.int32)
+            done = 0
+            while done < steps:
+                stop = min(done + 2, steps)
+                standing = np.flatnonzero(np.asarray(found) < 0) if early_stop else np.arange(B)
+                # standing rows only, padded, as the suite gathers them, 4 at a time
+                idx = jnp.asarray(np.concatenate([standing, np.full(B - len(standing), B)]), jnp.int32)
+                state, found, pred, _ = advance(None, x, y, rows, key, jnp.float64(eps), state, found, pred, idx,
+                                                len(standing), done, stop)
+                done = stop
+            out[shared] = np.asarray(found), np.asarray(pred), np.asarray(point(state))
+        (f1, p1, x1), (f0, p0, x0) = out[True], out[False]
+        np.testing.assert_array_equal(f1, f0)
+        np.testing.assert_array_equal(p1[f1 >= 0], p0[f0 >= 0])
+        np.testing.assert_allclose(x1, x0, rtol=0, atol=1e-12)
+        assert (f1 > 0).any() and (f1 < 0).any() or steps == 1  # not vacuous: some fall, some stand
+
+
+def test_the_view_is_the_scored_model_only_where_its_logits_are_the_scored_ones():
+    f = tiny_classifier()
+    det, rnd, none = get_defense("quant:8"), get_defense("noise:8"), get_defense("none")
+    fixed, drawn = Scoring(fixed=True), Scoring(draws=4)
+    assert P.view_is_scored_model("through", f, det) and P.view_is_scored_model("eot", f, det)
+    assert P.view_is_scored_model("oblivious", f, none) and P.view_is_scored_model("through", f, rnd, fixed)
+    assert not P.view_is_scored_model("bpda", f, det)  # x + sg(d(x) - x): d(x) up to the last bit
+    assert not P.view_is_scored_model("oblivious", f, det)  # the view is f, the scored model f(d(x))
+    assert not P.view_is_scored_model("through", f, rnd, drawn)  # scored on other draws
+    assert not P.view_is_scored_model("eot", f, rnd, fixed)  # the mean over draws
+    ensemble = type("E", (), {"attacker_model": lambda self, t: f, "__call__": lambda self, v: f(v)})()
+    assert not P.view_is_scored_model("through", ensemble, det)  # the attacker sees another model
 
 
 @pytest.mark.parametrize("spec, eps", CASES)

@@ -233,47 +233,82 @@ def _member_context(g, defense, member, make_attack, eot_samples, key, row, y, e
     return score, view, per_image_attack(make_attack(eps)), akey
 
 
-def tracked_program(f, defense, member, make_attack, eot_samples: int, early_stop: bool = True, scoring=None):
+def view_is_scored_model(threat: str, f, defense, scoring=None) -> bool:
+    """Whether the attacker's view under ``threat`` is the scored model ``f(d(x))`` on the scoring
+    draw, the same function computed the same way: then a tracked member reads each point's check
+    from its gradient pass (:func:`robustjax.attacks.iterative.advance`, ``shared``). True for
+    ``through`` on a deterministic defense or on the attacker's own draw (``fixed_randomness``),
+    ``eot`` on a deterministic one, and any view of no defense. False for ``bpda`` (its forward
+    ``x + sg(d(x) - x)`` can differ from ``d(x)`` in the last bit), ``oblivious`` behind a defense,
+    several scoring draws, ``eot`` over draws and a threat-dependent model (the Das et al. 2017
+    ensemble)."""
+    scoring = scoring or Scoring()
+    if hasattr(f, "attacker_model") or scoring.draws != 1:
+        return False
+    if getattr(defense, "spec", None) == "none":
+        return True
+    randomised = bool(getattr(defense, "randomised", False))
+    if threat == "through":
+        return not randomised or scoring.fixed
+    return threat == "eot" and not randomised
+
+
+def tracked_program(f, defense, member, make_attack, eot_samples: int, early_stop: bool = True, scoring=None,
+                    shared: bool | None = None, chunk: int | None = None):
     """A tracked member (an iterative attack, :mod:`robustjax.attacks.iterative`) on a gathered
-    subset of one batch, its state kept on the devices between calls:
+    subset of one window, its state kept on the devices between calls:
 
-    ``advance(params, x, y, rows, key, eps, state, found, pred, idx, i0, stop) -> (state, found, pred, iters)``
+    ``advance(params, x, y, rows, key, eps, state, found, pred, idx, count, i0, stop)
+    -> (state, found, pred, passes)``
 
-    ``x, y, rows`` the whole batch (B rows); ``state`` the member's state for every row (leaves
+    ``x, y, rows`` the whole window (B rows); ``state`` the member's state for every row (leaves
     ``(B, 1, ...)``), ``found`` (B,) int32 each row's first fooling step (-1 while standing), ``pred``
-    (B,) int32 the defended prediction there. ``idx`` (S,) int32 the rows to advance (a value >= B is
-    padding: computed on row B-1, written nowhere). Steps ``i0 + 1 .. stop`` run in a
-    ``lax.while_loop`` per image, each stopping at its first fooling step (``early_stop``); at
-    ``i0 == 0`` each gathered row starts from the attack's own start (``found`` 0 where the start
-    already fools). ``iters``: the most steps any gathered row ran."""
+    (B,) int32 the defended prediction there. ``idx`` (L,) int32 the rows to advance, of which the
+    first ``count`` (a traced int32) are real (a value >= B is padding: computed on row B-1, written
+    nowhere). They run ``chunk`` rows at a time (None: all L; L a multiple of ``chunk``) in a loop of
+    ``ceil(count / chunk)`` trips, so one compiled program serves every count. Steps ``i0 + 1 ..
+    stop`` run in a ``lax.while_loop`` per image, each stopping at its first fooling step
+    (``early_stop``); at ``i0 == 0`` each gathered row starts from the attack's own start (``found``
+    0 where the start already fools). ``passes``: per chunk, its rows x the most gradient passes any
+    of them ran, summed. ``shared`` (None: by :func:`view_is_scored_model`): each point's check read
+    from its gradient pass, the last one scored."""
+    if shared is None:
+        shared = view_is_scored_model(member.threat, f, defense, scoring)
 
-    def advance_program(params, x, y, rows, key, eps, state, found, pred, idx, i0, stop):
+    def advance_program(params, x, y, rows, key, eps, state, found, pred, idx, count, i0, stop):
         g = with_state(f, params)
-        B = x.shape[0]
-        at = jnp.minimum(idx, B - 1)
-        xs, ys, rs = x[at], y[at], rows[at]
+        B, c = x.shape[0], chunk or idx.shape[0]
 
         def start_one(xi, yi, row):
             score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, key, row,
                                                         yi[None], eps, scoring)
             s = attack.start(view, xi[None], yi[None], akey)
+            if shared:  # the first gradient pass checks the start
+                return s, jnp.full((), -1, jnp.int32), jnp.zeros((), jnp.int32)
             p = score(point(s))[0]
             return s, jnp.where(p != yi, 0, -1).astype(jnp.int32), p
-
-        def gathered(_):
-            return jax.tree.map(lambda a: a[at], state), found[at], pred[at]
-
-        s0, f0, p0 = jax.lax.cond(i0 == 0, lambda _: jax.vmap(start_one)(xs, ys, rs), gathered, None)
 
         def one(xi, yi, row, si, fi, pi):
             score, view, attack, _ = _member_context(g, defense, member, make_attack, eot_samples, key, row, yi[None],
                                                      eps, scoring)
-            return advance(attack, view, score, xi[None], yi[None], si, fi, pi, i0, stop, early_stop)
+            return advance(attack, view, score, xi[None], yi[None], si, fi, pi, i0, stop, early_stop, shared)
 
-        s1, f1, p1, it = jax.vmap(one)(xs, ys, rs, s0, f0, p0)
-        put = lambda buf, v: buf.at[idx].set(v.astype(buf.dtype), mode="drop")  # noqa: E731
-        state = jax.tree.map(put, state, s1)
-        return state, put(found, f1), put(pred, p1), jnp.max(jnp.where(idx < B, it, 0))
+        def run_chunk(j, carry):
+            state, found, pred, passes = carry
+            sel = jax.lax.dynamic_slice_in_dim(idx, j * c, c)
+            at = jnp.minimum(sel, B - 1)
+            xs, ys, rs = x[at], y[at], rows[at]
+
+            def gathered(_):
+                return jax.tree.map(lambda a: a[at], state), found[at], pred[at]
+
+            s0, f0, p0 = jax.lax.cond(i0 == 0, lambda _: jax.vmap(start_one)(xs, ys, rs), gathered, None)
+            s1, f1, p1, it = jax.vmap(one)(xs, ys, rs, s0, f0, p0)
+            put = lambda buf, v: buf.at[sel].set(v.astype(buf.dtype), mode="drop")  # noqa: E731
+            passes = passes + c * jnp.max(jnp.where(sel < B, it, 0))
+            return jax.tree.map(put, state, s1), put(found, f1), put(pred, p1), passes
+
+        return jax.lax.fori_loop(0, (count + c - 1) // c, run_chunk, (state, found, pred, jnp.zeros((), jnp.int32)))
 
     return advance_program
 
@@ -291,15 +326,19 @@ def state_shapes(f, defense, member, make_attack, eot_samples: int, image_shape,
     return jax.eval_shape(start, x, jax.ShapeDtypeStruct((1,), jnp.int32))
 
 
-def member_program(f, defense, member, make_attack, eot_samples: int, scoring=None, points: bool = False):
-    """``program(params, x, y, rows, key, eps, idx) -> (broken[S], pred[S], step[S], iters)`` for a
+def member_program(f, defense, member, make_attack, eot_samples: int, scoring=None, points: bool = False,
+                   chunk: int | None = None):
+    """``program(params, x, y, rows, key, eps, idx, count) -> (broken[L], pred[L], step[L], passes)`` for a
     member that is not tracked (APGD/APGD-T/Square keep their own best point; any other attack's
-    final point is scored) on the gathered rows ``idx`` of the batch (padding as :func:`tracked_program`).
-    ``points``: a fifth output, the scored adversarial points ``(S, ...)`` (``--save-adversarials``)."""
+    final point is scored) on the gathered rows ``idx`` (L,) of the window, the first ``count``
+    real, ``chunk`` at a time (padding, chunks and ``passes`` as :func:`tracked_program`; a row's
+    evaluations are the ones its attack reports, else its steps or queries). ``points``: a fifth
+    output, the scored adversarial points ``(L, ...)`` (``--save-adversarials``)."""
 
-    def program(params, x, y, rows, key, eps, idx):
+    def program(params, x, y, rows, key, eps, idx, count):
         g = with_state(f, params)
-        at = jnp.minimum(idx, x.shape[0] - 1)
+        B, L = x.shape[0], idx.shape[0]
+        c = chunk or L
 
         def one(xi, yi, row):
             score, view, attack, akey = _member_context(g, defense, member, make_attack, eot_samples, key, row,
@@ -308,11 +347,23 @@ def member_program(f, defense, member, make_attack, eot_samples: int, scoring=No
             p = score(xa)
             broken = p != yi[None]
             iters = int(getattr(attack, "steps", getattr(attack, "queries", 1))) if evaluations is None else evaluations
-            return broken[0], p[0], jnp.where(broken, step, -1)[0], iters, xa[0]
+            return broken[0], p[0], jnp.where(broken, step, -1)[0], jnp.asarray(iters, jnp.int32), xa[0]
 
-        broken, pred, step, iters, xa = jax.vmap(one)(x[at], y[at], rows[at])
-        out = broken, pred, step, jnp.max(iters)
-        return (*out, xa) if points else out
+        def run_chunk(j, carry):
+            out, passes = carry
+            sel = jax.lax.dynamic_slice_in_dim(idx, j * c, c)
+            at = jnp.minimum(sel, B - 1)
+            broken, pred, step, iters, xa = jax.vmap(one)(x[at], y[at], rows[at])
+            got = (broken, pred, step, xa) if points else (broken, pred, step)
+            out = tuple(jax.lax.dynamic_update_slice_in_dim(buf, v.astype(buf.dtype), j * c, 0)
+                        for buf, v in zip(out, got))
+            return out, passes + c * jnp.max(jnp.where(sel < B, iters, 0))
+
+        init = (jnp.zeros(L, bool), jnp.zeros(L, jnp.int32), jnp.full(L, -1, jnp.int32))
+        if points:
+            init = (*init, jnp.zeros((L, *x.shape[1:]), x.dtype))
+        out, passes = jax.lax.fori_loop(0, (count + c - 1) // c, run_chunk, (init, jnp.zeros((), jnp.int32)))
+        return (*out[:3], passes, *out[3:])
 
     return program
 

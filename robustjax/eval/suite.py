@@ -13,16 +13,17 @@ Semantics (the grid's paper-reproduction cells keep torchattacks' final iterate 
   later member attacks only the images every earlier member left standing.
 - An image counts as broken by a member if the *defended* model ``f(d(x))`` misclassified it at any
   step. Iterative attacks (FGSM, iFGSM/BIM, PGD L-inf and L2, MI-FGSM) run as tracked loops of their
-  own start and step (:func:`robustjax.eval.program.tracked_program`): every :data:`SEGMENT` steps
-  the images still standing are gathered on the devices into calls of the :func:`shapes` sizes
-  (:func:`calls`). APGD/APGD-T/Square keep their own best-point tracking; any other
-  attack's final point is scored.
+  own start and update (:func:`robustjax.eval.program.tracked_program`): every :data:`SEGMENT` steps
+  the images still standing are gathered on the devices into one call. Where the attacker's view is
+  the scored model (``through`` a deterministic defense, any view of none), a point's check is read
+  from the forward pass of the gradient taken there. APGD/APGD-T/Square keep their own best-point
+  tracking; any other attack's final point is scored.
 
 Execution: the images stream in windows of ``suite_window`` batches (config key, default 4) from the
-decode cache, sharded over every device of every process, as the grid's. Each call a member makes
-holds at most one batch of rows, gathered from the whole window's standing images and split into
-the fewest calls of the :func:`shapes` sizes that waste the least padding (:func:`calls`): a window
-pads once where per-batch gathering padded every batch. Each window is finished (every budget,
+decode cache, sharded over every device of every process, as the grid's. A member's call gathers
+the whole window's standing images and runs them :func:`chunk_rows` at a time, in a loop of as
+many chunks as they fill, inside one compiled program per member: padding stays below one chunk
+per gathering, and no standing count needs a compilation of its own. Each window is finished (every budget,
 every member) and saved under ``out/partial`` before the next, so a kill loses at most the window
 in flight, and randomness per image (:mod:`robustjax.keys`) makes the rerun's outcomes identical to
 an uninterrupted run's, whatever the batch and window.
@@ -49,33 +50,20 @@ SEGMENT = 2  # steps a tracked member runs between two gatherings of its standin
 SEMANTICS = f"{SUITE}: {SUITE_SEMANTICS}"
 
 
-def shapes(batch: int, devices: int) -> list[int]:
-    """The gathered-call sizes of a batch, ascending: ``batch``, ``batch/2``, ``batch/4``, ``batch/8``
-    rounded up to a multiple of ``devices``. Few shapes, since on CPU a compilation costs hundreds of
-    passes; down to an eighth, since the last members of a suite often see a handful of images."""
-    return sorted({max(devices, -(-(batch // k) // devices) * devices) for k in (1, 2, 4, 8)})
-
-
-def calls(count: int, sizes: list[int]) -> list[int]:
-    """The call sizes (from ``sizes``, ascending) that run ``count`` rows, largest first: as many of
-    each size as fit, largest first, the rest in the smallest size that holds it; then the two smallest
-    calls merged while their sum is a size. Padding stays below the smallest size."""
-    out, rest = [], count
-    for size in reversed(sizes):
-        while rest >= size:
-            out.append(size)
-            rest -= size
-    if rest:
-        out.append(next(s for s in sizes if s >= rest))
-    while len(out) > 1 and out[-1] + out[-2] in sizes:
-        out[-2:] = [out[-1] + out[-2]]
-        out.sort(reverse=True)
-    return out
+def chunk_rows(batch: int, devices: int, platform: str) -> int:
+    """The rows a member program runs at a time. On CPU an eighth of a batch (rounded up to a multiple
+    of ``devices``): a call's cost grows with its rows there, so small chunks waste little on
+    padding while the standing images shrink, and an image falls out at the next gathering. On an
+    accelerator a whole batch: rows cost little until the device is full."""
+    if platform != "cpu":
+        return batch
+    return max(devices, -(-(batch // 8) // devices) * devices)
 
 
 class Members:
-    """The compiled member programs of one suite cell, compiled lazily per (member, call size): each
-    reads the ``window`` rows on the devices and runs at most ``batch`` of them per call."""
+    """The compiled member programs of one suite cell, one per member (compiled at its first call):
+    each reads the ``window`` rows on the devices and runs any number of them, ``chunk`` rows at a
+    time, in one call."""
 
     def __init__(self, ctx: Context, job: Job, f, params, key, batch: int, window: int):
         self.ctx, self.job, self.f, self.params, self.key = ctx, job, f, params, key
@@ -83,7 +71,8 @@ class Members:
         self.defense = ctx.defenses[job.defenses[0]]
         self.scoring = ctx.scoring(job.defenses[0])
         self.points = ctx.save_adversarials  # non-tracked programs also return their points
-        self.shapes = shapes(batch, ctx.mesh.size)
+        self.chunk = chunk_rows(batch, ctx.mesh.size, ctx.mesh.describe()["platform"])
+        self.gathered = -(-window // self.chunk) * self.chunk  # length of the gathered index vector: whole chunks
         self.programs: dict = {}
         self.compile_s = 0.0
         self.tracked = [P.is_tracked(self.make_attack(m)(1 / 255)) for m in job.members]
@@ -97,10 +86,10 @@ class Members:
         eot = int(self.ctx.cfg.eot_samples)
         return P.state_shapes(self.f, self.defense, m, self.make_attack(m), eot, (S, S, 3), 1 / 255)
 
-    def program(self, i: int, size: int):
-        """Member ``i``'s compiled program for ``size`` gathered rows."""
-        if (i, size) in self.programs:
-            return self.programs[i, size]
+    def program(self, i: int):
+        """Member ``i``'s compiled program."""
+        if i in self.programs:
+            return self.programs[i]
         ctx, mesh, m = self.ctx, self.ctx.mesh, self.job.members[i]
         rep, dat, B, S = mesh.replicated, mesh.data, self.window, ctx.resize.size
         eot = int(ctx.cfg.eot_samples)
@@ -108,55 +97,43 @@ class Members:
         common = (self.params, sds((B, S, S, 3), jnp.float32, sharding=dat), sds((B,), jnp.int32, sharding=dat),
                   sds((B,), jnp.int32, sharding=dat), sds((2,), jnp.uint32, sharding=rep),
                   sds((), jnp.float32, sharding=rep))
-        idx = sds((size,), jnp.int32, sharding=rep)
+        idx = sds((self.gathered,), jnp.int32, sharding=rep)
+        scalar = sds((), jnp.int32, sharding=rep)
         t0 = time.perf_counter()
         if self.tracked[i]:
-            fn = P.tracked_program(self.f, self.defense, m, self.make_attack(m), eot, scoring=self.scoring)
+            fn = P.tracked_program(self.f, self.defense, m, self.make_attack(m), eot, scoring=self.scoring,
+                                   chunk=self.chunk)
             leaves = jax.tree.map(lambda a: sds((B, *a.shape), a.dtype, sharding=dat), self._state_shapes(i))
             state_sh = jax.tree.map(lambda _: dat, leaves)
             jitted = jax.jit(_precision.program(fn, ctx.precision), donate_argnums=(6,),
-                             in_shardings=(rep, dat, dat, dat, rep, rep, state_sh, rep, rep, rep, rep, rep),
+                             in_shardings=(rep, dat, dat, dat, rep, rep, state_sh, rep, rep, rep, rep, rep, rep),
                              out_shardings=(state_sh, rep, rep, rep))
             vec = sds((B,), jnp.int32, sharding=rep)
-            scalar = sds((), jnp.int32, sharding=rep)
-            compiled = jitted.lower(*common, leaves, vec, vec, idx, scalar, scalar).compile()
+            compiled = jitted.lower(*common, leaves, vec, vec, idx, scalar, scalar, scalar).compile()
         else:
             fn = P.member_program(self.f, self.defense, m, self.make_attack(m), eot, scoring=self.scoring,
-                                  points=self.points)
-            jitted = jax.jit(_precision.program(fn, ctx.precision), in_shardings=(rep, dat, dat, dat, rep, rep, rep),
+                                  points=self.points, chunk=self.chunk)
+            jitted = jax.jit(_precision.program(fn, ctx.precision),
+                             in_shardings=(rep, dat, dat, dat, rep, rep, rep, rep),
                              out_shardings=(rep,) * (5 if self.points else 4))
-            compiled = jitted.lower(*common, idx).compile()
+            compiled = jitted.lower(*common, idx, scalar).compile()
         self.compile_s += time.perf_counter() - t0
-        self.programs[i, size] = compiled
+        self.programs[i] = compiled
         return compiled
-
-    def pieces(self, rows: np.ndarray) -> list[tuple[np.ndarray, int]]:
-        """``rows`` split into consecutive pieces, each with the call size that runs it (:func:`calls`)."""
-        out, at = [], 0
-        for size in calls(len(rows), self.shapes):
-            out.append((rows[at:at + size], size))
-            at += size
-        return out
 
     def attack(self, i: int, batch_args, eps, rows: np.ndarray, points: Points | None = None):
         """Member ``i`` on the window's positions ``rows`` at budget ``eps``: ``(broken, pred, step, passes)``
-        over ``rows`` (passes: gathered rows per call, padding included, x iterations run). ``points``:
+        over ``rows`` (passes: per chunk its rows, padding included, x the iterations run). ``points``:
         takes the adversarial points of the rows it broke."""
         mesh, W = self.ctx.mesh, self.window
         e = jax.device_put(np.float32(eps), mesh.replicated)
         if not self.tracked[i]:
-            got, passes = [], 0
-            for piece, size in self.pieces(rows):
-                idx = _padded(piece, size, W)
-                out = self.program(i, size)(*batch_args, e, idx)
-                broken, pred, step, iters = (np.asarray(a) for a in out[:4])
-                if points is not None:
-                    points.take(out[4], np.where(broken, idx, W).astype(np.int32))
-                n = len(piece)
-                got.append((broken[:n], pred[:n], step[:n]))
-                passes += size * int(iters)
-            broken, pred, step = (np.concatenate(a) for a in zip(*got))
-            return broken, pred, step, passes
+            idx = _padded(rows, self.gathered, W)
+            out = self.program(i)(*batch_args, e, idx, np.int32(len(rows)))
+            broken, pred, step = (np.asarray(a)[:len(rows)] for a in out[:3])
+            if points is not None:
+                points.take(out[4], np.where(np.asarray(out[0]), idx, W).astype(np.int32))
+            return broken, pred, step, int(out[3])
         steps = int(self.make_attack(self.job.members[i])(eps).steps)
         state = jax.tree.map(lambda a: jnp.zeros((W, *a.shape), a.dtype, device=mesh.data), self._state_shapes(i))
         found = jax.device_put(np.full(W, -1, np.int32), mesh.replicated)
@@ -164,11 +141,10 @@ class Members:
         active, done, passes = rows, 0, 0
         while done < steps and len(active):
             stop = min(done + SEGMENT, steps)
-            for piece, size in self.pieces(active):
-                state, found, pred, iters = self.program(i, size)(*batch_args, e, state, found, pred,
-                                                                  _padded(piece, size, W), np.int32(done),
-                                                                  np.int32(stop))
-                passes += size * int(iters)
+            state, found, pred, spent = self.program(i)(*batch_args, e, state, found, pred,
+                                                        _padded(active, self.gathered, W), np.int32(len(active)),
+                                                        np.int32(done), np.int32(stop))
+            passes += int(spent)
             active = active[np.asarray(found)[active] < 0]
             done = stop
         if points is not None:
@@ -300,9 +276,10 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
     """Run one suite cell over ``ctx.ds``; ``[(record without key/settings, outcome arrays)]``.
 
     The record adds ``suite``: per member its label, norm, and per budget the images it attacked,
-    broke, and the model passes it spent (images in each compiled call, padding included, x
-    iterations run), and ``timing.recomputed_batches``: batches that killed runs of the cell had started
-    but not saved, each computed again (at most one per kill)."""
+    broke, and the model passes it spent (per chunk its rows, padding included, x the gradient
+    passes, or iterations, run), ``suite_chunk`` (rows per chunk), and ``timing.recomputed_batches``: batches
+    that killed runs of the cell had started but not saved, each computed again (at most one per
+    kill)."""
     cfg, mesh, ds = ctx.cfg, ctx.mesh, ctx.ds
     batch = mesh.global_batch(int(ctx.batch))
     window = batch * ctx.suite_window
@@ -320,11 +297,11 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
     members = Members(ctx, job, f, params, key, batch, window)
     points = Points(ctx, ctx.defenses[job.defenses[0]], members.scoring, key) if ctx.save_adversarials else None
     defense = ctx.defenses[job.defenses[0]]
+    t0, first = time.perf_counter(), None  # before the clean program's compilation, which compile_s counts
     clean_fn = _compile_clean(ctx, f, defense, members.scoring, params, batch, window) if start < total else None
     members.compile_s += clean_fn.compile_s if clean_fn is not None else 0.0
     attacked = ctx.attacked
     progress = bar(n - start * window) if ctx.progress and start < total else None
-    t0, first = time.perf_counter(), None
     try:
         for bt in rdata.batches(ds, window, ctx.resize, start=start, process_index=mesh.process_index,
                                 process_count=mesh.process_count, cache=decode_cache(ds, ctx.resize)):
@@ -366,5 +343,5 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
         extra.update(members.scoring.settings())
     rec = records.record(arr, timing=timing, budget=norms.pop() if len(norms) == 1 else "linf", batch=batch,
                          precision=ctx.precision, mesh=mesh.describe(), suite=suite, suite_window=ctx.suite_window,
-                         semantics=SEMANTICS, **extra)
+                         suite_chunk=members.chunk, semantics=SEMANTICS, **extra)
     return [(rec, arr)]
