@@ -22,9 +22,9 @@ sides stay comparable. A non-default list is stored in its own folder under ``--
 
 Gradient passes (forward + input backward through the attacker's view): exhaustive = programs x
 images x budgets x steps (the oblivious program attacks once for both defenses); adaptive = the
-suite record's ``passes`` (images in each compiled call, padding included, x iterations actually
-run; clean-misclassified images never attacked; budgets nested, so an image broken at a smaller
-budget is not attacked at a larger one). Wall time includes compilation on both sides; the cell
+suite record's ``passes`` (per chunk of gathered images its rows, padding included, x the gradient
+passes actually run; clean-misclassified images never attacked; budgets nested, so an image broken
+at a smaller budget is not attacked at a larger one). Wall time includes compilation on both sides; the cell
 time is compile_s + run_s of the records on both sides.
 """
 
