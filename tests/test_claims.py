@@ -186,3 +186,14 @@ def test_committed_page_matches_the_committed_stores():
     if missing:
         pytest.skip(f"stores not committed yet: {', '.join(sorted(set(missing)))}")
     assert C.main(["--check"]) == 0
+
+
+def test_a_selector_picks_a_cell_by_its_image_count_where_a_store_keeps_two_runs():
+    recs = [{"key": f"k{n}", "n_images": n, "eps": EPS, "correct": [n, n // 2],
+             "settings": {"dataset": "c", "model": "ensemble:x", "defense": "none", "attack": "fgsm",
+                          "threat": "oblivious", "eps": EPS}} for n in (100, 500)]
+    claim = level_claim()
+    with pytest.raises(C.ClaimError, match="2 cells match"):
+        C.find(claim, C.Sel("none", "fgsm", "oblivious", 8 / 255), recs)
+    assert C.find(claim, C.Sel("none", "fgsm", "oblivious", 8 / 255, n=500), recs)["key"] == "k500"
+    assert "n=500" in str(C.Sel("none", "fgsm", "oblivious", 8 / 255, n=500))
