@@ -213,6 +213,7 @@ def test_eot_view_gives_the_mean_gradient_of_any_loss():
     np.testing.assert_allclose(logits, view(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # 17 s on 2 cores
 def test_square_breaks_zero_gradient_jpeg_where_gradient_attacks_fail():
     """``jpeg:25:rounding=exact`` has a zero gradient: attacked through it, APGD does not move
     from its random start, while Square, which needs only logits, lowers the defended accuracy at

@@ -23,6 +23,7 @@ def test_per_image_attack_turns_off_only_batch_coupled_options():
     assert per_image_attack(pgd) is pgd
 
 
+@pytest.mark.slow  # 20 s: the fast tier keeps the option-table tests of this file
 def test_grid_cw_cell_runs_every_step_per_image_and_is_batch_independent():
     """The grid program's C&W points are C&W without the abort on the whole batch (Adam is elementwise,
     so with no batch-wide stop every image is independent), and differ from a per-image abort: with
