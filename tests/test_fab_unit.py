@@ -105,7 +105,7 @@ def test_l1_projection_is_the_lp_optimum(d, seed, ties, zeros):
     assert abs(np.abs(move).sum() - _lp_optimum(t, w, b, "l1")) <= 1e-5
 
 
-@pytest.mark.slow  # 13 s; the L1 property stays in the fast tier
+@pytest.mark.slow  # 13 s; the fast tier keeps the projections against torchattacks
 @PROPERTY
 @given(d=st.integers(3, 8), seed=st.integers(0, 2**32 - 1), ties=st.booleans(), zeros=st.booleans())
 def test_linf_projection_is_the_lp_optimum(d, seed, ties, zeros):
@@ -115,7 +115,7 @@ def test_linf_projection_is_the_lp_optimum(d, seed, ties, zeros):
     assert abs(np.abs(move).max() - _lp_optimum(t, w, b, "linf")) <= 1e-5
 
 
-@pytest.mark.slow  # 10 s
+@pytest.mark.slow  # 10 s (as above)
 @PROPERTY
 @given(d=st.integers(3, 7), seed=st.integers(0, 2**32 - 1), ties=st.booleans(), zeros=st.booleans())
 def test_l2_projection_is_the_qp_optimum(d, seed, ties, zeros):
