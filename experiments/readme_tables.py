@@ -1,4 +1,5 @@
-"""The result tables in ``experiments/README.md`` that stores hold, regenerated from those stores.
+"""The result tables in ``experiments/README.md`` and the front ``README.md`` that stores hold,
+regenerated from those stores.
 
     python experiments/readme_tables.py            # rewrite every generated block in place
     python experiments/readme_tables.py --check    # exit 1 naming each block that differs from its store
@@ -32,6 +33,7 @@ from robustjax.eval.report import latest, summary_table  # noqa: E402
 from robustjax.eval.store import FILENAME, Store  # noqa: E402
 
 README = ROOT / "experiments" / "README.md"
+READMES = (README, ROOT / "README.md")  # the front door's quick-start table: store experiments/quickstart
 BLOCK = re.compile(r"(<!-- store: (?P<store>[^ >]+)(?: as (?P<renderer>[^ >]+))? -->\n)(?P<body>.*?)(<!-- /store -->)",
                    re.S)
 
@@ -77,15 +79,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="exit 1 if a block differs from its store")
     a = p.parse_args(argv)
-    text = README.read_text()
-    if a.check:
-        bad = stale(text)
-        for store in bad:
-            print(f"{README}: the block of store {store} differs from experiments/{store}; "
-                  "run python experiments/readme_tables.py", file=sys.stderr)
-        return 1 if bad else 0
-    README.write_text(regenerate(text))
-    return 0
+    failed = False
+    for readme in READMES:
+        text = readme.read_text()
+        if a.check:
+            for store in stale(text):
+                failed = True
+                print(f"{readme}: the block of store {store} differs from experiments/{store}; "
+                      "run python experiments/readme_tables.py", file=sys.stderr)
+        else:
+            readme.write_text(regenerate(text))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

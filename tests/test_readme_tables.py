@@ -1,5 +1,6 @@
-"""experiments/README.md's store blocks equal what their stores hold (the stores are read, never
-recomputed), and the generator fills, checks and refuses as documented, on a small store."""
+"""The READMEs' store blocks (experiments/README.md, and the front README.md's quick-start) equal
+what their stores hold (the stores are read, never recomputed), and the generator fills, checks and
+refuses as documented, on a small store."""
 
 import json
 import shutil
@@ -18,11 +19,10 @@ from tests.eval_standins import components  # noqa: E402
 from tests.test_eval_runner import cfg as base_cfg  # noqa: E402
 
 
-def test_every_store_block_of_the_experiments_readme_equals_its_store():
-    text = T.README.read_text()
-    blocks = [m["store"] for m in T.BLOCK.finditer(text)]
-    if not blocks:
-        pytest.skip("experiments/README.md has no store blocks yet")
+@pytest.mark.parametrize("readme", T.READMES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_store_block_of_the_readmes_equals_its_store(readme):
+    text = readme.read_text()
+    assert [m["store"] for m in T.BLOCK.finditer(text)], f"{readme} has no store blocks"
     assert T.stale(text) == [], "run python experiments/readme_tables.py"
 
 
