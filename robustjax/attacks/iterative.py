@@ -82,11 +82,11 @@ def advance(attack, f, score, x, y, state: tuple, found, pred, i0, stop, early_s
     there) or, when ``stop`` is the attack's last step, by ``score``. Unshared, each step's new point
     is scored (the point ``i0`` was checked before). Both give the same ``found``, ``pred`` and points.
     """
-    if not shared:
-        def cond(c):
-            i, _, f_, _ = c
-            return (i < stop) & ((f_ < 0) if early_stop else True)
+    def cond(c):  # the carry starts (i, state, found, ...) in both forms
+        i, _, f_ = c[:3]
+        return (i < stop) & ((f_ < 0) if early_stop else True)
 
+    if not shared:
         def body(c):
             i, s, f_, p_ = c
             s = step(attack, f, s, x, y)
@@ -100,10 +100,6 @@ def advance(attack, f, score, x, y, state: tuple, found, pred, i0, stop, early_s
 
     if getattr(f, "loss_grad", None) is not None:
         raise ValueError(f"a shared check needs a plain view; {f!r} takes its own gradient")
-
-    def shared_cond(c):
-        i, _, f_, _, _ = c
-        return (i < stop) & ((f_ < 0) if early_stop else True)
 
     def shared_body(c):
         i, s, f_, p_, n = c
@@ -119,7 +115,7 @@ def advance(attack, f, score, x, y, state: tuple, found, pred, i0, stop, early_s
         return i + 1, moved, found_now, pred_now, n + 1
 
     init = (jnp.asarray(i0, jnp.int32), state, found, pred, jnp.zeros((), jnp.int32))
-    _, state, found, pred, n = jax.lax.while_loop(shared_cond, shared_body, init)
+    _, state, found, pred, n = jax.lax.while_loop(cond, shared_body, init)
 
     def last(c):  # the attack's final point, which no later gradient checks
         s, f_, p_ = c

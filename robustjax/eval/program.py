@@ -233,6 +233,23 @@ def _member_context(g, defense, member, make_attack, eot_samples, key, row, y, e
     return score, view, per_image_attack(make_attack(eps)), akey
 
 
+def _chunk(idx, j, c: int, rows: int):
+    """Chunk ``j`` of ``c`` gathered positions ``idx``: ``(sel, at)``, the positions (>= ``rows``:
+    padding) and the rows they read (padding reads the last row)."""
+    sel = jax.lax.dynamic_slice_in_dim(idx, j * c, c)
+    return sel, jnp.minimum(sel, rows - 1)
+
+
+def _chunk_passes(sel, rows: int, per_row, c: int):
+    """A chunk's model passes: its ``c`` rows, padding included, x the most any real row ran."""
+    return c * jnp.max(jnp.where(sel < rows, per_row, 0))
+
+
+def _trips(count, c: int):
+    """The chunks ``count`` gathered rows fill."""
+    return (count + c - 1) // c
+
+
 def view_is_scored_model(threat: str, f, defense, scoring=None) -> bool:
     """Whether the attacker's view under ``threat`` is the scored model ``f(d(x))`` on the scoring
     draw, the same function computed the same way: then a tracked member reads each point's check
@@ -295,8 +312,7 @@ def tracked_program(f, defense, member, make_attack, eot_samples: int, early_sto
 
         def run_chunk(j, carry):
             state, found, pred, passes = carry
-            sel = jax.lax.dynamic_slice_in_dim(idx, j * c, c)
-            at = jnp.minimum(sel, B - 1)
+            sel, at = _chunk(idx, j, c, B)
             xs, ys, rs = x[at], y[at], rows[at]
 
             def gathered(_):
@@ -305,10 +321,10 @@ def tracked_program(f, defense, member, make_attack, eot_samples: int, early_sto
             s0, f0, p0 = jax.lax.cond(i0 == 0, lambda _: jax.vmap(start_one)(xs, ys, rs), gathered, None)
             s1, f1, p1, it = jax.vmap(one)(xs, ys, rs, s0, f0, p0)
             put = lambda buf, v: buf.at[sel].set(v.astype(buf.dtype), mode="drop")  # noqa: E731
-            passes = passes + c * jnp.max(jnp.where(sel < B, it, 0))
+            passes = passes + _chunk_passes(sel, B, it, c)
             return jax.tree.map(put, state, s1), put(found, f1), put(pred, p1), passes
 
-        return jax.lax.fori_loop(0, (count + c - 1) // c, run_chunk, (state, found, pred, jnp.zeros((), jnp.int32)))
+        return jax.lax.fori_loop(0, _trips(count, c), run_chunk, (state, found, pred, jnp.zeros((), jnp.int32)))
 
     return advance_program
 
@@ -351,18 +367,17 @@ def member_program(f, defense, member, make_attack, eot_samples: int, scoring=No
 
         def run_chunk(j, carry):
             out, passes = carry
-            sel = jax.lax.dynamic_slice_in_dim(idx, j * c, c)
-            at = jnp.minimum(sel, B - 1)
+            sel, at = _chunk(idx, j, c, B)
             broken, pred, step, iters, xa = jax.vmap(one)(x[at], y[at], rows[at])
             got = (broken, pred, step, xa) if points else (broken, pred, step)
             out = tuple(jax.lax.dynamic_update_slice_in_dim(buf, v.astype(buf.dtype), j * c, 0)
                         for buf, v in zip(out, got))
-            return out, passes + c * jnp.max(jnp.where(sel < B, iters, 0))
+            return out, passes + _chunk_passes(sel, B, iters, c)
 
         init = (jnp.zeros(L, bool), jnp.zeros(L, jnp.int32), jnp.full(L, -1, jnp.int32))
         if points:
             init = (*init, jnp.zeros((L, *x.shape[1:]), x.dtype))
-        out, passes = jax.lax.fori_loop(0, (count + c - 1) // c, run_chunk, (init, jnp.zeros((), jnp.int32)))
+        out, passes = jax.lax.fori_loop(0, _trips(count, c), run_chunk, (init, jnp.zeros((), jnp.int32)))
         return (*out[:3], passes, *out[3:])
 
     return program
