@@ -284,7 +284,8 @@ CLAIMS = [
           f"python -m robustjax.eval --config experiments/raber2025/table6.py --n 100 --out {T6_STORE}",
           note="efficientnet_lite0 with the Imagenette head instead of ResNet-50, a seeded 100 of the 3,925 "
                "Imagenette val images (an accelerator's 500 or more would narrow the intervals); iFGSM-10, "
-               "alpha = eps/4; the worst case adds the same iFGSM through the cubic JPEG surrogate. The store's "
+               "alpha = eps/4; the worst case adds the same iFGSM through the cubic JPEG surrogate and with BPDA. The "
+               "store's "
                "lower qualities come closer to the paper's black-box figures (experiments/README.md). Table 6's "
                "Through labels read as Table 11's (False: black box), unlike Table 2's."),
     das_claim("small", "fgsm", "the vaccinated 81-vote ensemble resists FGSM (the paper's small CNN as the base)",
