@@ -181,9 +181,6 @@ JIA_RUN = f"python -m robustjax.eval --config experiments/jia2019/table5.py --n 
 JIA_NOTE = ("cifar_resnet56 (published weights) on a seeded 200 of the 10,000 CIFAR-10 test images stored as "
             "JPEG q75, instead of the paper's own ResNet-50 (clean with ComDefend: paper .91); ComDefend with the "
             "authors' weights at sigma 0.")
-T11_STORE = "experiments/raber2025/table11_worst"
-T2_STORE = "experiments/raber2025/table2"
-T6_STORE = "experiments/raber2025/table6"
 DAS_N = 500
 # base -> (store, DeepFool-with-BPDA image count, what the base is)
 DAS_BASES = {
@@ -246,48 +243,52 @@ def jia_claim(attack: str, eps_255: int, level: float, threat: str = "gray box a
                  note=JIA_NOTE)
 
 
+def raber_claim(config: str, n: int, text: str, paper: str, levels: tuple, sels: tuple, note: str,
+                labels: tuple = ()) -> Claim:
+    """A Räber et al. 2025 claim on Imagenette: its store is ``experiments/raber2025/<config>``, written by
+    that config on a seeded ``n`` images; ``note`` follows the setup sentence every such claim shares."""
+    store = f"experiments/raber2025/{config}"
+    setup = (f"efficientnet_lite0 with the Imagenette head instead of ResNet-50, a seeded {n} of the 3,925 "
+             "Imagenette val images")
+    return Claim("Räber et al. 2025", text, paper, levels, store, sels,
+                 f"python -m robustjax.eval --config {store}.py --n {n} --out {store}", labels=labels,
+                 note=f"{setup}; {note}")
+
+
 CLAIMS = [
     jia_claim("fgsm", 8, 0.84, "the attacker knows the classifier, not ComDefend (gray box, per the authors)"),
     jia_claim("fgsm", 2, 0.86),
     jia_claim("ifgsm", 2, 0.78),
     jia_claim("ifgsm", 8, 0.41),
-    Claim("Räber et al. 2025", "sequential JPEG q25 becomes more robust with the number of rounds N",
-          "Table 11, Imagenette, ResNet-50, JPEG q25 applied N times, iFGSM 4/255 with gradients propagated "
-          "through the N rounds (Section 3.5): .29 / .929 / .979 at N = 1 / 4 / 8 (8/255: .211 / .88 / .969)",
-          (0.29, 0.929, 0.979), T11_STORE,
-          tuple(Sel(d, "ifgsm", "through", 4 / 255)
-                for d in ("jpeg:25:mode=kornia", "seq:4:jpeg:25:mode=kornia", "seq:8:jpeg:25:mode=kornia")),
-          f"python -m robustjax.eval --config experiments/raber2025/table11_worst.py --n 100 --out {T11_STORE}",
-          labels=("N=1", "N=4", "N=8"),
-          note="efficientnet_lite0 with the Imagenette head instead of ResNet-50, a seeded 100 of the 3,925 "
-               "Imagenette val images; iFGSM-10, alpha = eps/4, through the cubic JPEG surrogate. The store's 8/255 "
-               "column tells the same story (experiments/README.md)."),
+    raber_claim("table11_worst", 100, "sequential JPEG q25 becomes more robust with the number of rounds N",
+                "Table 11, Imagenette, ResNet-50, JPEG q25 applied N times, iFGSM 4/255 with gradients propagated "
+                "through the N rounds (Section 3.5): .29 / .929 / .979 at N = 1 / 4 / 8 (8/255: .211 / .88 / .969)",
+                (0.29, 0.929, 0.979),
+                tuple(Sel(d, "ifgsm", "through", 4 / 255)
+                      for d in ("jpeg:25:mode=kornia", "seq:4:jpeg:25:mode=kornia", "seq:8:jpeg:25:mode=kornia")),
+                "iFGSM-10, alpha = eps/4, through the cubic JPEG surrogate. The store's 8/255 column tells the same "
+                "story (experiments/README.md).", labels=("N=1", "N=4", "N=8")),
     das_claim("resnet", "fgsm", "the vaccinated 81-vote ensemble resists FGSM", DAS_FGSM, 0.7957, 0.02),
     das_claim("resnet", "deepfool", "the vaccinated 81-vote ensemble resists DeepFool", DAS_DEEPFOOL, 0.8271, 1000.0),
-    Claim("Räber et al. 2025", "JPEG q25 defends ResNet-50 on Imagenette against iFGSM (black box)",
-          "Table 2, Imagenette, ResNet-50, JPEG q25, iFGSM 8/255: 98% in the row labelled Through=True; "
-          "read as the black-box attacker (the labels are swapped: see the note)",
-          (0.98,), T2_STORE, (Sel("jpeg:25:mode=kornia", "ifgsm", "oblivious", 8 / 255),),
-          f"python -m robustjax.eval --config experiments/raber2025/table2.py --n 200 --out {T2_STORE}",
-          note="Table 2's 'Through=True' row for no defense (99% / 98% / 97%) cannot be an attack on the undefended "
-               "model, and Table 11 gives .211 at N = 1 with gradients through the JPEG, as Table 2's 'Through=False' "
-               "JPEG row (21%): the two rows read the other way round (experiments/README.md). efficientnet_lite0 "
-               "with the Imagenette head instead of ResNet-50, a seeded 200 of the 3,925 Imagenette val images."),
+    raber_claim("table2", 200, "JPEG q25 defends ResNet-50 on Imagenette against iFGSM (black box)",
+                "Table 2, Imagenette, ResNet-50, JPEG q25, iFGSM 8/255: 98% in the row labelled Through=True; "
+                "read as the black-box attacker (the labels are swapped: see the note)",
+                (0.98,), (Sel("jpeg:25:mode=kornia", "ifgsm", "oblivious", 8 / 255),),
+                "Table 2's 'Through=True' row for no defense (99% / 98% / 97%) cannot be an attack on the undefended "
+                "model, and Table 11 gives .211 at N = 1 with gradients through the JPEG, as Table 2's 'Through=False' "
+                "JPEG row (21%): the two rows read the other way round (experiments/README.md)."),
     jia_claim("deepfool", 8, 0.88),
     jia_claim("cw", 8, 0.87),
-    Claim("Räber et al. 2025", "JPEG at quality 50 or lower defends ResNet-50 on Imagenette against iFGSM (black "
-          "box); only q75 and q95 are vulnerable",
-          "Table 6 and Section 4.4, Imagenette, ResNet-50, iFGSM 8/255, Through=False (the attacker does not see "
-          "the JPEG): .927 / .979 / .984 / .985 / .979 / .963 at q5 / 10 / 15 / 25 / 35 / 50, against .824 / .153 "
-          "at q75 / 95; tested at q50, the claimed-robust quality nearest the vulnerable ones",
-          (0.963,), T6_STORE, (Sel("jpeg:50:mode=kornia", "ifgsm", "oblivious", 8 / 255),),
-          f"python -m robustjax.eval --config experiments/raber2025/table6.py --n 100 --out {T6_STORE}",
-          note="efficientnet_lite0 with the Imagenette head instead of ResNet-50, a seeded 100 of the 3,925 "
-               "Imagenette val images (an accelerator's 500 or more would narrow the intervals); iFGSM-10, "
-               "alpha = eps/4; the worst case adds the same iFGSM through the cubic JPEG surrogate and with BPDA. The "
-               "store's "
-               "lower qualities come closer to the paper's black-box figures (experiments/README.md). Table 6's "
-               "Through labels read as Table 11's (False: black box), unlike Table 2's."),
+    raber_claim("table6", 100, "JPEG at quality 50 or lower defends ResNet-50 on Imagenette against iFGSM (black "
+                "box); only q75 and q95 are vulnerable",
+                "Table 6 and Section 4.4, Imagenette, ResNet-50, iFGSM 8/255, Through=False (the attacker does not "
+                "see the JPEG): .927 / .979 / .984 / .985 / .979 / .963 at q5 / 10 / 15 / 25 / 35 / 50, against "
+                ".824 / .153 at q75 / 95; tested at q50, the claimed-robust quality nearest the vulnerable ones",
+                (0.963,), (Sel("jpeg:50:mode=kornia", "ifgsm", "oblivious", 8 / 255),),
+                "an accelerator's 500 or more would narrow the intervals. iFGSM-10, alpha = eps/4; the worst case "
+                "adds the same iFGSM through the cubic JPEG surrogate and with BPDA. The store's lower qualities come "
+                "closer to the paper's black-box figures (experiments/README.md). Table 6's Through labels read as "
+                "Table 11's (False: black box), unlike Table 2's."),
     das_claim("small", "fgsm", "the vaccinated 81-vote ensemble resists FGSM (the paper's small CNN as the base)",
               DAS_FGSM, 0.7957, 0.02),
     das_claim("small", "deepfool", "the vaccinated 81-vote ensemble resists DeepFool (the paper's small CNN as the "
