@@ -63,9 +63,12 @@ def test_padding_and_batch_size_do_not_change_accuracy_and_threats_behave(tmp_pa
     t = padded[0]["timing"]
     assert 0 < t["first_batch_s"] < t["run_s"]
     assert t["first_batch_s"] + 12 * t["per_image_s"] == pytest.approx(t["run_s"], abs=2e-3)
+    # per padded slot: the same seconds over the 16 slots of batches 2 and 3 (the last holds 4 pad)
+    assert t["first_batch_s"] + 16 * t["per_slot_s"] == pytest.approx(t["run_s"], abs=2e-3)
     t = one[0]["timing"]  # one batch: the wall time
     # run_s is rounded to ms
     assert t["first_batch_s"] == t["run_s"] and 20 * t["per_image_s"] == pytest.approx(t["run_s"], abs=1e-3)
+    assert "per_slot_s" not in t  # no batch after the first to measure it on
     # the stand-in labels are the CNN's own predictions: clean accuracy 1, attacks do damage
     assert acc[("none", "ifgsm", "oblivious")][0] == 20 and acc[("none", "ifgsm", "oblivious")][2] < 15
     # quantisation has zero gradient: a through-attack is blind, BPDA is not (obfuscated gradients)

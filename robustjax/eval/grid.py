@@ -139,7 +139,8 @@ def _run(ctx: Context, job: Job, batch: int | None, state: dict) -> list[tuple[d
         run_s = time.perf_counter() - t0
     labels = np.asarray(ds.labels, np.int32)
     minimum_norm = bool(ctx.comp.minimum_norm(job.attack.name))
-    timing = records.timing(compile_s, run_s, first, n - min(n, start * batch), len(ctx.attacked), D, start)
+    timing = records.timing(compile_s, run_s, first, n - min(n, start * batch), len(ctx.attacked), D, start,
+                            batch=batch)
     extra = {"batch_auto": choice.describe()} if choice is not None else {}
     results = []
     for k in range(D):

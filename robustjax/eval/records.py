@@ -83,10 +83,15 @@ def cell_arrays(batches: list[dict], eps_all, labels, ids, minimum_norm: bool = 
 
 
 def timing(compile_s: float, run_s: float, first: tuple | None, n_run: int, budgets: int, defenses: int,
-           resumed: int, recomputed: int | None = None) -> dict:
+           resumed: int, recomputed: int | None = None, batch: int | None = None) -> dict:
     """A record's ``timing``. The first execution of a compiled program carries a one-off start-up
     cost, so ``per_image_s`` is taken from the second batch on (``first``: (seconds, images) of the
-    first batch), as a benchmark that warms up first measures it; with one batch it is the wall time."""
+    first batch), as a benchmark that warms up first measures it; with one batch it is the wall time.
+
+    ``per_image_s`` counts a padded last batch's cost against its real images only, so a short run
+    overstates the cost of a longer one; ``per_slot_s`` (given ``batch``, the images one compiled
+    batch holds, and more than one batch run) divides the same seconds by the batch slots computed,
+    padding included: the figure to scale a run to another image count by."""
     if first is not None and n_run > first[1]:
         first_s, per_image_s = first[0], (run_s - first[0]) / (n_run - first[1])
     else:
@@ -94,6 +99,9 @@ def timing(compile_s: float, run_s: float, first: tuple | None, n_run: int, budg
     out = {"compile_s": round(compile_s, 3), "run_s": round(run_s, 3), "first_batch_s": round(first_s, 3),
            "per_image_s": per_image_s, "per_image_per_eps_s": per_image_s / max(1, budgets),
            "defenses_in_program": defenses, "resumed_batches": resumed}
+    later = -(-n_run // batch) - 1 if batch else 0  # batches after the first
+    if first is not None and later > 0:
+        out["per_slot_s"] = (run_s - first[0]) / (later * batch)
     if recomputed is not None:
         out["recomputed_batches"] = recomputed
     return out

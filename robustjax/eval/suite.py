@@ -336,7 +336,8 @@ def execute(ctx: Context, job: Job) -> list[tuple[dict, dict]]:
               **{k: [int(v) for v in sum((b[k][i] for b in loaded), np.zeros(len(attacked), np.int64))]
                  for k in ("attacked", "broken", "passes")}}
              for i, m in enumerate(job.members)]
-    timing = records.timing(members.compile_s, run_s, first, n - min(n, start * window), len(attacked), 1, start, lost)
+    timing = records.timing(members.compile_s, run_s, first, n - min(n, start * window), len(attacked), 1, start, lost,
+                            batch=window)
     norms = {m.attack.norm for m in job.members}
     extra = {"autoattack": autoattack.describe(job.attack.kwargs)} if job.attack.name == autoattack.NAME else {}
     if getattr(defense, "randomised", False):  # scored under the all-draws criterion over these draws
