@@ -290,10 +290,10 @@ CLAIMS = [
                 "see the JPEG): .927 / .979 / .984 / .985 / .979 / .963 at q5 / 10 / 15 / 25 / 35 / 50, against "
                 ".824 / .153 at q75 / 95; tested at q50, the claimed-robust quality nearest the vulnerable ones",
                 (0.963,), (Sel("jpeg:50:mode=kornia", "ifgsm", "oblivious", 8 / 255),),
-                "iFGSM-10, alpha = eps/4; the worst case "
-                "adds the same iFGSM through the cubic JPEG surrogate and with BPDA. The store's lower qualities come "
-                "closer to the paper's black-box figures (experiments/README.md). Table 6's Through labels read as "
-                "Table 11's (False: black box), unlike Table 2's."),
+                "iFGSM-10, alpha = eps/4; the worst case adds the same iFGSM through the cubic JPEG surrogate and "
+                "with BPDA. The store's lower qualities come closer to the paper's black-box figures "
+                "(experiments/README.md). Table 6's Through labels read as Table 11's (False: black box), unlike "
+                "Table 2's."),
     das_claim("small", "fgsm", "the vaccinated 81-vote ensemble resists FGSM (the paper's small CNN as the base)",
               DAS_FGSM, 0.7957, 0.02),
     das_claim("small", "deepfool", "the vaccinated 81-vote ensemble resists DeepFool (the paper's small CNN as the "
