@@ -117,7 +117,7 @@ def test_suite_outcomes_do_not_depend_on_batch_size_and_broken_images_cost_no_mo
     assert a.equals(b) and r4["correct"] == r20["correct"]
     assert a.equals(c) and r4w["suite_window"] == 3 and r4w["suite"][0]["broken"] == r4["suite"][0]["broken"]
     assert a[a.step > 0].step.nunique() >= 3  # not vacuous: images fall at different steps
-    # the suite's time per slot counts whole windows after the first: 4 of 4 images, 1 of 12 (4 of it padding)
+    # the suite's time per slot counts whole windows after the first: 4 windows of 4 slots, 1 of 12 (4 padding)
     for r, slots in ((r4, 16), (r4w, 12)):
         t = r["timing"]
         assert t["first_batch_s"] + slots * t["per_slot_s"] == pytest.approx(t["run_s"], abs=2e-3)
