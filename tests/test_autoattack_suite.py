@@ -79,3 +79,19 @@ def test_standard_version_runs_as_a_suite_and_states_its_settings(tmp_path, monk
     assert aa["correct"][0] == grid["correct"][0] and aa["correct"][2] < aa["correct"][0]  # it broke images
     text = report.render(c.out, plots=False)
     assert "AutoAttack standard, norm linf" in text
+
+
+def test_an_undefended_ensemble_keeps_every_threat_model(tmp_path):
+    """An ensemble's JPEG votes are inside the model, so with defense none ``through`` and ``bpda``
+    attack other functions than ``oblivious`` (its base model M): neither AutoAttack nor the
+    adaptive suite may fold them into ``oblivious``, as they do for a plain undefended model."""
+    import robustjax.defenses as D
+    from robustjax.eval.plan import suite_members
+
+    c = base_cfg(tmp_path, models=["ensemble:chain"], defenses=["none"], threats=["through", "bpda"],
+                 attacks=["autoattack"])
+    assert [(j.threat, j.defenses) for j in jobs(c)] == [("through", ("none",)), ("bpda", ("none",))]
+    given = {"members": ["ifgsm@through", "ifgsm@bpda"]}
+    assert [m.label for m in suite_members(given, components(), D.get("none"), "ensemble:chain")] == \
+        ["ifgsm@through", "ifgsm@bpda"]
+    assert [m.label for m in suite_members(given, components(), D.get("none"), "m")] == ["ifgsm@oblivious"]

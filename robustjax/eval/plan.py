@@ -105,13 +105,15 @@ class Plan:
     defenses: dict  # spec -> Defense, built once
 
 
-def suite_members(hparams: dict, comp: Components, defense=None) -> tuple[Member, ...]:
-    """The suite's members for ``defense``, validated (ValueError before any compute).
+def suite_members(hparams: dict, comp: Components, defense=None, model: str | None = None) -> tuple[Member, ...]:
+    """The suite's members for ``defense`` on ``model``, validated (ValueError before any compute).
 
     Without a ``members`` entry: :data:`DEFAULT_MEMBERS` restricted to the attacks ``comp`` knows,
     ``eot`` only for randomised defenses. With no defense every threat model attacks the same
-    function, so one member per attack spec is kept (as ``oblivious``). Members must share one
-    budget norm: their outcomes are combined per budget."""
+    function, so one member per attack spec is kept (as ``oblivious``), unless ``model`` is an
+    ensemble spec: its JPEG votes are inside the model and each threat model attacks another
+    function (:mod:`robustjax.models.ensemble`). Members must share one budget norm: their
+    outcomes are combined per budget."""
     hp = dict(hparams)
     given = hp.pop("members", None)
     if hp:
@@ -143,7 +145,7 @@ def suite_members(hparams: dict, comp: Components, defense=None) -> tuple[Member
     if len(norms) > 1:
         raise ValueError(f"adaptive suite members must share one budget norm (outcomes are combined per budget), "
                          f"got {', '.join(norms)} in {', '.join(m.label for m in out)}")
-    if defense is None or getattr(defense, "spec", None) == "none":
+    if (defense is None or getattr(defense, "spec", None) == "none") and not (model and ensemble.is_spec(model)):
         seen, keep = set(), []
         for m in out:
             if m.attack not in seen:
@@ -164,14 +166,14 @@ def jobs(cfg, defenses: dict | None = None, comp: Components | None = None) -> l
             spec = AttackSpec.from_entry(a)
             if spec.name == SUITE:  # one suite cell per defense: it chooses its own threat models
                 for d in defs:
-                    members = () if comp is None else suite_members(spec.kwargs, comp, defenses[d])
+                    members = () if comp is None else suite_members(spec.kwargs, comp, defenses[d], m)
                     out.append(Job(m, spec, SUITE, (d,), members))
                 continue
             if spec.name == autoattack.NAME:  # one suite cell per defense and threat model
                 for d in defs:
-                    for t in ["oblivious"] if d == "none" else cfg.threats:
+                    for t in ["oblivious"] if d == "none" and not ensemble.is_spec(m) else cfg.threats:
                         given = {"members": autoattack.member_specs(spec.kwargs, t)}
-                        members = () if comp is None else suite_members(given, comp, defenses[d])
+                        members = () if comp is None else suite_members(given, comp, defenses[d], m)
                         out.append(Job(m, spec, t, (d,), members))
                 continue
             oblivious = [d for d in defs if d == "none" or "oblivious" in cfg.threats]
