@@ -157,7 +157,8 @@ def suite_members(hparams: dict, comp: Components, defense=None, model: str | No
 
 def jobs(cfg, defenses: dict | None = None, comp: Components | None = None) -> list[Job]:
     """The grid's jobs, models then attacks outermost. Defense ``none`` is only scored under
-    ``oblivious`` (with no defense every threat model attacks the same function). Suite jobs get
+    ``oblivious`` (with no defense every threat model attacks the same function), except on an
+    ensemble model, whose threat models differ even undefended. Suite jobs get
     their members resolved when ``comp`` and the built ``defenses`` are given."""
     out = []
     defs = list(dict.fromkeys(d.strip() for d in cfg.defenses))
