@@ -105,6 +105,13 @@ class Plan:
     defenses: dict  # spec -> Defense, built once
 
 
+def one_threat_model(model: str | None, defense_spec: str) -> bool:
+    """Whether every threat model attacks the same function, so ``oblivious`` alone is scored: no
+    defense (``defense_spec`` ``"none"``) on a model that is not an ensemble (an ensemble's
+    JPEG votes are inside the model: :mod:`robustjax.models.ensemble`)."""
+    return defense_spec == "none" and not (model and ensemble.is_spec(model))
+
+
 def suite_members(hparams: dict, comp: Components, defense=None, model: str | None = None) -> tuple[Member, ...]:
     """The suite's members for ``defense`` on ``model``, validated (ValueError before any compute).
 
@@ -145,7 +152,7 @@ def suite_members(hparams: dict, comp: Components, defense=None, model: str | No
     if len(norms) > 1:
         raise ValueError(f"adaptive suite members must share one budget norm (outcomes are combined per budget), "
                          f"got {', '.join(norms)} in {', '.join(m.label for m in out)}")
-    if (defense is None or getattr(defense, "spec", None) == "none") and not (model and ensemble.is_spec(model)):
+    if one_threat_model(model, "none" if defense is None else getattr(defense, "spec", "")):
         seen, keep = set(), []
         for m in out:
             if m.attack not in seen:
@@ -172,7 +179,7 @@ def jobs(cfg, defenses: dict | None = None, comp: Components | None = None) -> l
                 continue
             if spec.name == autoattack.NAME:  # one suite cell per defense and threat model
                 for d in defs:
-                    for t in ["oblivious"] if d == "none" and not ensemble.is_spec(m) else cfg.threats:
+                    for t in ["oblivious"] if one_threat_model(m, d) else cfg.threats:
                         given = {"members": autoattack.member_specs(spec.kwargs, t)}
                         members = () if comp is None else suite_members(given, comp, defenses[d], m)
                         out.append(Job(m, spec, t, (d,), members))
@@ -181,7 +188,7 @@ def jobs(cfg, defenses: dict | None = None, comp: Components | None = None) -> l
             if oblivious:
                 out.append(Job(m, spec, "oblivious", tuple(oblivious)))
             for d in defs:
-                if d == "none" and not ensemble.is_spec(m):  # an ensemble's threat models differ even undefended
+                if one_threat_model(m, d):
                     continue
                 out.extend(Job(m, spec, t, (d,)) for t in cfg.threats if t != "oblivious")
     return out
